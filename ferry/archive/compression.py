@@ -1,0 +1,106 @@
+"""Compression of the archive stream: zstd (default), gzip or none, detected by magic bytes.
+
+Detection never trusts the file name: Podman 4.3 writes zstd even into a file named .tar.gz.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import io
+from collections.abc import Iterator
+from typing import BinaryIO, Literal
+
+import zstandard
+
+from ferry.errors import UnsupportedArchiveError, UsageError
+
+Compression = Literal["zstd", "gzip", "none"]
+COMPRESSIONS: tuple[Compression, ...] = ("zstd", "gzip", "none")
+SUFFIX: dict[Compression, str] = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none": ".tar"}
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+GZIP_MAGIC = b"\x1f\x8b"
+ZSTD_LEVEL = 3
+GZIP_LEVEL = 6
+# 2 GiB: enough for any window a zstd encoder picks at sane levels, bounded so a hostile
+# frame header cannot make the decoder reserve unbounded memory.
+ZSTD_MAX_WINDOW = 1 << 31
+
+
+def check_compression(value: str) -> Compression:
+    if value not in COMPRESSIONS:
+        raise UsageError(
+            f"Unknown compression {value!r}. Use one of: {', '.join(COMPRESSIONS)}."
+        )
+    return value  # type: ignore[return-value]
+
+
+def detect(head: bytes) -> Compression:
+    """Name the compression of a stream from its first bytes."""
+    if head.startswith(ZSTD_MAGIC):
+        return "zstd"
+    if head.startswith(GZIP_MAGIC):
+        return "gzip"
+    # An uncompressed tar has "ustar" at offset 257 of its first header.
+    if len(head) >= 262 and head[257:262] == b"ustar":
+        return "none"
+    raise UnsupportedArchiveError(
+        "This is not a checkpoint archive: it is neither zstd, gzip nor tar (checked by its "
+        "first bytes). Check the URL points at a .tar.zst/.tar.gz/.tar written by ferry or by "
+        "`podman container checkpoint --export`."
+    )
+
+
+@contextlib.contextmanager
+def compressing(sink: BinaryIO, compression: Compression) -> Iterator[BinaryIO]:
+    """A writable stream that compresses into ``sink``; the frame is finished on exit."""
+    if compression == "zstd":
+        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        with cctx.stream_writer(sink, closefd=False) as writer:
+            yield writer  # type: ignore[misc]
+    elif compression == "gzip":
+        with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
+            yield gz  # type: ignore[misc]
+    else:
+        yield sink
+
+
+class _Prefixed(io.RawIOBase):
+    """Replays bytes already read for detection, then continues with the source."""
+
+    def __init__(self, head: bytes, source: BinaryIO) -> None:
+        super().__init__()
+        self._head = head
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer)
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._source.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+@contextlib.contextmanager
+def decompressing(source: BinaryIO) -> Iterator[tuple[Compression, BinaryIO]]:
+    """Detect the compression of ``source`` and yield (name, decompressed readable stream)."""
+    head = source.read(512)
+    compression = detect(head)
+    raw = io.BufferedReader(_Prefixed(head, source), buffer_size=1 << 20)
+    if compression == "zstd":
+        dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
+        with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as reader:
+            yield compression, reader  # type: ignore[misc]
+    elif compression == "gzip":
+        with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
+            yield compression, gz  # type: ignore[misc]
+    else:
+        yield compression, raw

@@ -1,0 +1,291 @@
+"""Read an untrusted checkpoint archive as a stream: verify it, or rewrite it for Podman.
+
+Both passes walk the archive once, in order, without extracting anything: each member is hashed
+while it streams past, the rootfs diff's own entries are checked one by one, and the manifest at
+the end is compared with what was actually seen. Any surprise raises an :class:`ArchiveError`.
+"""
+
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import tarfile
+import tempfile
+import zlib
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import BinaryIO
+
+import zstandard
+
+from ferry.archive import members as m
+from ferry.archive.compression import Compression, decompressing
+from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
+from ferry.archive.policy import DiffChecker, check_outer_member, confined, parse_deleted_files
+from ferry.archive.streams import HashingReader, drain
+from ferry.errors import (
+    ArchiveError,
+    IntegrityError,
+    UnsafeArchiveError,
+    UnsupportedArchiveError,
+)
+
+DEFAULT_MAX_EXPANDED = 64 << 30
+SMALL_MEMBER_LIMIT = 64 << 20  # manifest, deleted.files: read into memory, so bounded
+TAR_OVERHEAD_PER_MEMBER = 3 * 512 + 511  # PAX header, header, padding
+
+
+@dataclass
+class Report:
+    """What a verified archive holds."""
+
+    compression: Compression
+    archive_size: int = 0
+    archive_sha256: str = ""
+    members: dict[str, MemberDigest] = field(default_factory=dict)
+    manifest: Manifest | None = None
+    diff_files: int = 0
+    diff_bytes: int = 0
+    deleted: list[str] = field(default_factory=list)
+    diff_entries: list[str] = field(default_factory=list)
+    #: From config.dump: the container's name and image as Podman will restore them.
+    name: str = ""
+    image_id: str = ""
+    image_name: str = ""
+
+
+def expansion_limit(sidecar: Sidecar | None) -> int:
+    env = os.environ.get("FERRY_MAX_EXPANDED_BYTES")
+    if env:
+        return int(env)
+    if sidecar is None:
+        return DEFAULT_MAX_EXPANDED
+    members = sidecar.manifest.members
+    return sum(d.size + TAR_OVERHEAD_PER_MEMBER for d in members) + (1 << 20) * (len(members) + 4)
+
+
+def verify(source: BinaryIO, *, sidecar: Sidecar | None = None,
+           require_manifest: bool = True) -> Report:
+    """Check every member of the archive in ``source``; nothing is written anywhere."""
+    return _walk(source, sidecar=sidecar, require_manifest=require_manifest, sink=None)
+
+
+def rewrite(source: BinaryIO, sink: BinaryIO, *, expected: Report,
+            check_diff_path: Callable[[str], None] | None = None) -> Report:
+    """Write a canonical, uncompressed copy of a verified archive for Podman to import.
+
+    The rootfs diff and deleted.files are rebuilt from the checked entries, so Podman never
+    parses bytes that ferry did not itself write. Hashes are checked again on the way: the
+    staged file cannot change between verify and rewrite unnoticed.
+    """
+    report = _walk(source, sidecar=None, require_manifest=expected.manifest is not None,
+                   sink=sink, check_diff_path=check_diff_path)
+    if report.members != expected.members:
+        raise IntegrityError("The archive changed between verification and restore; refusing it.")
+    return report
+
+
+def _walk(source: BinaryIO, *, sidecar: Sidecar | None, require_manifest: bool,
+          sink: BinaryIO | None, check_diff_path: Callable[[str], None] | None = None) -> Report:
+    outer = HashingReader(source)
+    try:
+        with decompressing(outer) as (compression, plain):
+            report = Report(compression)
+            bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive")
+            out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink else None
+            try:
+                _members(bounded, report, out, check_diff_path)
+            finally:
+                if out is not None:
+                    out.close()
+            drain(outer)  # trailing bytes count towards the archive hash too
+    except ArchiveError:
+        raise
+    except (tarfile.TarError, EOFError, zstandard.ZstdError, gzip.BadGzipFile, zlib.error) as exc:
+        raise IntegrityError(
+            f"The archive is truncated or corrupt ({type(exc).__name__}: {exc}). Download it "
+            "again; if it stays broken, restore an older snapshot."
+        ) from exc
+    report.archive_size = outer.size
+    report.archive_sha256 = outer.hexdigest()
+    _check_complete(report, sidecar, require_manifest)
+    return report
+
+
+def _members(stream: BinaryIO, report: Report, out: tarfile.TarFile | None,
+             check_diff_path: Callable[[str], None] | None) -> None:
+    tar = tarfile.open(fileobj=stream, mode="r|")
+    seen: set[str] = set()
+    for info in tar:
+        name = check_outer_member(info)
+        if name in seen:
+            raise UnsafeArchiveError(f"The archive holds {name!r} twice; refusing it.")
+        seen.add(name)
+        if report.manifest is not None:
+            raise UnsafeArchiveError(f"Member {name!r} comes after the manifest; refusing it.")
+        if info.isdir():
+            if out is not None and name:
+                out.addfile(_clean_info(info, name))
+            continue
+        data = tar.extractfile(info)
+        assert data is not None
+        reader = HashingReader(data, what=f"member {name}")
+        payload = _member_payload(name, reader, report, out, check_diff_path)
+        drain(reader)
+        if reader.size != info.size:
+            raise IntegrityError(f"Member {name!r} is shorter than its tar header says.")
+        if name != m.MANIFEST:
+            report.members[name] = MemberDigest(name, reader.size, reader.hexdigest())
+        if out is not None and payload is not None:
+            _copy_member(out, info, name, payload)
+
+
+def _member_payload(name: str, reader: HashingReader, report: Report,
+                    out: tarfile.TarFile | None,
+                    check_diff_path: Callable[[str], None] | None) -> BinaryIO | None:
+    """Inspect one member; return what the rewrite should write for it (None: skip)."""
+    if name == m.MANIFEST:
+        report.manifest = Manifest.from_json(_read_small(reader, name))
+        return io.BytesIO(report.manifest.to_json()) if out is not None else None
+    if name == m.DELETED_FILES:
+        report.deleted = parse_deleted_files(_read_small(reader, name))
+        for path in report.deleted:
+            if check_diff_path:
+                check_diff_path(path)
+        canonical = json.dumps(["/" + p for p in report.deleted]).encode()
+        return io.BytesIO(canonical) if out is not None else None
+    if name == m.CONFIG_DUMP:
+        data = _read_small(reader, name)
+        _read_config(data, report)
+        return io.BytesIO(data) if out is not None else None
+    if name == m.ROOTFS_DIFF:
+        return _scan_diff(reader, report, rebuild=out is not None, check_diff_path=check_diff_path)
+    if out is None:
+        return None
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - returned to caller
+    while chunk := reader.read(1 << 20):
+        spool.write(chunk)
+    spool.seek(0)
+    return spool  # type: ignore[return-value]
+
+
+def _scan_diff(reader: HashingReader, report: Report, *, rebuild: bool,
+               check_diff_path: Callable[[str], None] | None) -> BinaryIO | None:
+    checker = DiffChecker()
+    rebuilt = tempfile.TemporaryFile() if rebuild else None  # noqa: SIM115 - returned to caller
+    inner = tarfile.open(fileobj=reader, mode="r|")
+    out = tarfile.open(fileobj=rebuilt, mode="w|", format=tarfile.PAX_FORMAT) if rebuilt else None
+    try:
+        for entry in _entries(inner):
+            name = checker.check(entry)
+            if not name:
+                continue
+            report.diff_entries.append(name)
+            if check_diff_path:
+                check_diff_path(name)
+            if out is not None:
+                clean = _clean_info(entry, name)
+                if entry.islnk():
+                    clean.linkname = confined(entry.linkname, where="rootfs-diff.tar hardlink")
+                data = inner.extractfile(entry) if entry.isreg() else None
+                out.addfile(clean, data)
+    finally:
+        if out is not None:
+            out.close()
+    report.diff_files, report.diff_bytes = checker.files, checker.bytes
+    if rebuilt is not None:
+        rebuilt.seek(0)
+    return rebuilt  # type: ignore[return-value]
+
+
+def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
+    try:
+        yield from tar
+    except tarfile.ReadError as exc:
+        if "empty file" in str(exc):
+            return
+        raise
+
+
+def _read_config(data: bytes, report: Report) -> None:
+    try:
+        config = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise UnsupportedArchiveError(f"config.dump is not valid JSON: {exc}.") from exc
+    if not isinstance(config, dict):
+        raise UnsupportedArchiveError("config.dump is not a JSON object.")
+    report.name = str(config.get("name", ""))
+    report.image_id = str(config.get("rootfsImageID", ""))
+    report.image_name = str(config.get("rootfsImageName", ""))
+
+
+def _read_small(reader: HashingReader, name: str) -> bytes:
+    data = reader.read(SMALL_MEMBER_LIMIT + 1)
+    if len(data) > SMALL_MEMBER_LIMIT:
+        raise UnsafeArchiveError(f"Member {name!r} is larger than {SMALL_MEMBER_LIMIT} bytes.")
+    return data
+
+
+def _clean_info(info: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
+    clean = tarfile.TarInfo(name)
+    clean.type = info.type
+    clean.mode = info.mode & 0o1777  # never setuid/setgid
+    clean.uid, clean.gid = info.uid, info.gid
+    clean.uname, clean.gname = info.uname, info.gname
+    clean.mtime = info.mtime
+    clean.size = info.size if info.isreg() else 0
+    clean.linkname = info.linkname
+    return clean
+
+
+def _copy_member(out: tarfile.TarFile, info: tarfile.TarInfo, name: str, payload: BinaryIO) -> None:
+    payload.seek(0, io.SEEK_END)
+    size = payload.tell()
+    payload.seek(0)
+    clean = _clean_info(info, name)
+    clean.size = size
+    out.addfile(clean, payload)
+    payload.close()
+
+
+def _check_complete(report: Report, sidecar: Sidecar | None, require_manifest: bool) -> None:
+    missing = [name for name in m.REQUIRED if name not in report.members]
+    if missing:
+        raise UnsupportedArchiveError(
+            f"The archive lacks {', '.join(missing)}: it is not a complete container checkpoint "
+            "(Podman refuses to restore without them)."
+        )
+    if sidecar is not None:
+        if report.archive_size != sidecar.size or report.archive_sha256 != sidecar.sha256:
+            raise IntegrityError(
+                f"The archive's sha256 {report.archive_sha256[:16]}... ({report.archive_size} "
+                f"bytes) does not match the store's record {sidecar.sha256[:16]}... "
+                f"({sidecar.size} bytes): it was corrupted or replaced."
+            )
+        if report.manifest is None:
+            raise UnsupportedArchiveError("The archive's internal manifest is missing.")
+        if report.manifest != sidecar.manifest:
+            raise IntegrityError("The archive's internal manifest differs from the store's record.")
+    if report.manifest is None:
+        if require_manifest:
+            raise UnsupportedArchiveError(
+                "The archive has no ferry manifest, so its integrity cannot be checked. If it is "
+                "a Podman export you trust, restore it with --allow-unverified."
+            )
+        return
+    listed = {d.name: d for d in report.manifest.members}
+    for name, seen in report.members.items():
+        want = listed.get(name)
+        if want is None:
+            raise IntegrityError(f"Member {name!r} is not listed in the manifest.")
+        if want.size != seen.size:
+            raise IntegrityError(
+                f"Member {name!r} is {seen.size} bytes; the manifest says {want.size}."
+            )
+        if want.sha256 != seen.sha256:
+            raise IntegrityError(f"Member {name!r} does not match its sha256 in the manifest.")
+    absent = sorted(set(listed) - set(report.members))
+    if absent:
+        raise IntegrityError(f"The manifest lists members the archive lacks: {', '.join(absent)}.")

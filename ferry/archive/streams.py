@@ -1,0 +1,77 @@
+"""Small stream wrappers: hashing, counting and bounding bytes as they pass."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from typing import BinaryIO
+
+from ferry.errors import UnsafeArchiveError
+
+CHUNK = 1 << 20
+
+
+class HashingWriter(io.RawIOBase):
+    """Write-through wrapper that keeps the sha256 and the byte count of what it passed on."""
+
+    def __init__(self, sink: BinaryIO) -> None:
+        super().__init__()
+        self._sink = sink
+        self._hash = hashlib.sha256()
+        self.size = 0
+
+    def writable(self) -> bool:
+        return True
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(data)
+        self._hash.update(view)
+        self.size += len(view)
+        self._sink.write(view)
+        return len(view)
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+class HashingReader(io.RawIOBase):
+    """Read-through wrapper keeping sha256 and count; refuses to pass more than ``limit`` bytes.
+
+    The limit is what bounds a decompression bomb: the reader stops the stream instead of
+    letting a small archive expand without end.
+    """
+
+    def __init__(self, source: BinaryIO, *, limit: int | None = None, what: str = "archive") -> None:
+        super().__init__()
+        self._source = source
+        self._hash = hashlib.sha256()
+        self._limit = limit
+        self._what = what
+        self.size = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer)
+        data = self._source.read(len(view))
+        n = len(data)
+        view[:n] = data
+        self._hash.update(data)
+        self.size += n
+        if self._limit is not None and self.size > self._limit:
+            raise UnsafeArchiveError(
+                f"The {self._what} expands to more than {self._limit} bytes, the limit for this "
+                "archive. It is refused as a possible decompression bomb; if it is genuine, raise "
+                "FERRY_MAX_EXPANDED_BYTES."
+            )
+        return n
+
+    def hexdigest(self) -> str:
+        return self._hash.hexdigest()
+
+
+def drain(reader: BinaryIO) -> None:
+    """Read a stream to its end (so a hashing wrapper sees every byte)."""
+    while reader.read(CHUNK):
+        pass

@@ -1,0 +1,299 @@
+"""The one boundary between ferry and the host's container runtime.
+
+Every podman and criu subprocess ferry runs is started here, as an argv list (never a shell),
+and every failure is translated into a :mod:`ferry.errors` exception that names the container,
+the command, what it printed, and the tail of CRIU's log when there is one. Unit tests replace
+this class with a fake; end-to-end tests run it against real Podman and CRIU.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import re
+import shlex
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ferry.archive.manifest import Source
+from ferry.errors import (
+    CheckpointError,
+    ContainerNotFoundError,
+    ContainerStateError,
+    RestoreError,
+    RuntimeCommandError,
+)
+
+CGROUP_ROOT = Path("/sys/fs/cgroup")
+LOG_TAIL_LINES = 25
+_LOG_FILE_RE = re.compile(r"log file: (\S+)")
+
+
+@dataclass(frozen=True)
+class ContainerInfo:
+    id: str
+    name: str
+    state: str
+    pid: int
+    image_id: str
+    image_name: str
+    static_dir: str
+
+
+@dataclass(frozen=True)
+class Changes:
+    """``podman container diff``: paths are container-absolute."""
+
+    added: tuple[str, ...] = ()
+    changed: tuple[str, ...] = ()
+    deleted: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class CheckpointStats:
+    frozen_us: int = 0
+    runtime_us: int = 0
+    total_us: int = 0
+    raw: dict[str, Any] = field(default_factory=dict)
+
+
+def podman_prefix() -> list[str]:
+    """The podman command line prefix: ``FERRY_PODMAN`` (e.g. with --root/--runroot) or podman."""
+    return shlex.split(os.environ.get("FERRY_PODMAN", "podman")) or ["podman"]
+
+
+def tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
+
+
+class Podman:
+    """Podman (with runc and CRIU underneath), driven through its CLI."""
+
+    def __init__(self, prefix: list[str] | None = None) -> None:
+        self.prefix = prefix if prefix is not None else podman_prefix()
+
+    # -- plumbing ---------------------------------------------------------------------------
+
+    def _run(self, args: list[str], *, what: str, error: type[RuntimeCommandError] = RuntimeCommandError,
+             timeout: float | None = 600, log_hint: str | Path | None = None,
+             ) -> subprocess.CompletedProcess[str]:
+        argv = [*self.prefix, *args]
+        try:
+            proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+        except FileNotFoundError as exc:
+            raise RuntimeCommandError(
+                f"Cannot {what}: {argv[0]!r} is not installed or not on PATH. Install podman "
+                "(apt-get install podman runc) or set FERRY_PODMAN to the podman command to use.",
+                argv=argv,
+            ) from exc
+        except subprocess.TimeoutExpired as exc:
+            raise error(f"Cannot {what}: podman did not finish within {timeout} s.", argv=argv) from exc
+        if proc.returncode != 0:
+            log = _LOG_FILE_RE.search(proc.stderr)
+            log_path = log.group(1) if log else log_hint
+            raise error(f"Cannot {what}.", argv=argv, stderr=proc.stderr,
+                        log_tail=tail(log_path) if log_path else "")
+        return proc
+
+    def _json(self, args: list[str], *, what: str, error: type[RuntimeCommandError] = RuntimeCommandError) -> Any:
+        out = self._run(args, what=what, error=error).stdout
+        try:
+            return json.loads(out)
+        except json.JSONDecodeError as exc:
+            raise RuntimeCommandError(f"Cannot {what}: podman printed no JSON.", stderr=out[-500:]) from exc
+
+    # -- containers -------------------------------------------------------------------------
+
+    def inspect(self, container: str) -> ContainerInfo:
+        argv = [*self.prefix, "container", "inspect", container]
+        proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=120)
+        if proc.returncode != 0:
+            if "no such container" in proc.stderr.lower():
+                raise ContainerNotFoundError(
+                    f"There is no container {container!r} on this host (podman: "
+                    f"{' '.join(self.prefix)}). Check the name with `podman ps -a`.",
+                )
+            raise RuntimeCommandError(f"Cannot inspect container {container!r}.", argv=argv,
+                                      stderr=proc.stderr)
+        data = json.loads(proc.stdout)[0]
+        return ContainerInfo(
+            id=data["Id"],
+            name=data["Name"].lstrip("/"),
+            state=data["State"]["Status"],
+            pid=int(data["State"].get("Pid") or 0),
+            image_id=data.get("Image", ""),
+            image_name=data.get("ImageName", ""),
+            static_dir=data.get("StaticDir", ""),
+        )
+
+    def exists(self, container: str) -> bool:
+        argv = [*self.prefix, "container", "exists", container]
+        return subprocess.run(argv, capture_output=True, check=False, timeout=120).returncode == 0
+
+    def diff(self, container: str) -> Changes:
+        data = self._json(["container", "diff", "--format", "json", container],
+                          what=f"list root file-system changes of {container!r}") or {}
+        return Changes(
+            added=tuple(data.get("added") or ()),
+            changed=tuple(data.get("changed") or ()),
+            deleted=tuple(data.get("deleted") or ()),
+        )
+
+    @contextlib.contextmanager
+    def mounted(self, container: str) -> Iterator[Path]:
+        """The container's merged root file-system, mounted for the duration."""
+        out = self._run(["container", "mount", container], what=f"mount the root of {container!r}")
+        try:
+            yield Path(out.stdout.strip())
+        finally:
+            with contextlib.suppress(RuntimeCommandError):
+                self._run(["container", "unmount", container], what=f"unmount {container!r}")
+
+    @contextlib.contextmanager
+    def image_mounted(self, image: str) -> Iterator[Path]:
+        out = self._run(["image", "mount", image], what=f"mount image {image}")
+        try:
+            yield Path(out.stdout.strip())
+        finally:
+            with contextlib.suppress(RuntimeCommandError):
+                self._run(["image", "unmount", image], what=f"unmount image {image}")
+
+    def image_exists(self, image: str) -> bool:
+        argv = [*self.prefix, "image", "exists", image]
+        return subprocess.run(argv, capture_output=True, check=False, timeout=120).returncode == 0
+
+    def remove(self, container: str, *, force: bool = False) -> None:
+        args = ["container", "rm", *(["--force"] if force else []), container]
+        self._run(args, what=f"remove container {container!r}")
+
+    # -- freezing ---------------------------------------------------------------------------
+
+    def freezer(self, info: ContainerInfo) -> Path:
+        """The cgroup file that freezes the container (v1 freezer.state or v2 cgroup.freeze)."""
+        try:
+            lines = Path(f"/proc/{info.pid}/cgroup").read_text().splitlines()
+        except OSError as exc:
+            raise ContainerStateError(
+                f"Container {info.name!r} has no running process to freeze (state {info.state})."
+            ) from exc
+        for line in lines:
+            _, controllers, path = line.split(":", 2)
+            if "freezer" in controllers.split(","):
+                return CGROUP_ROOT / "freezer" / path.lstrip("/") / "freezer.state"
+        for line in lines:
+            if line.startswith("0::"):
+                return CGROUP_ROOT / line[3:].lstrip("/") / "cgroup.freeze"
+        raise ContainerStateError(f"Cannot find the freezer cgroup of container {info.name!r}.")
+
+    def freeze(self, info: ContainerInfo, timeout: float = 30) -> Path:
+        """Freeze every process of the container without telling Podman (which would then
+        refuse to checkpoint a 'paused' container). CRIU accepts a frozen cgroup and keeps it
+        frozen, so the root file-system and the memory are captured at the same instant."""
+        knob = self.freezer(info)
+        v1 = knob.name == "freezer.state"
+        knob.write_text("FROZEN" if v1 else "1")
+        deadline = time.monotonic() + timeout
+        while not _is_frozen(knob):
+            if time.monotonic() > deadline:
+                self.thaw(knob)
+                raise ContainerStateError(f"Container {info.name!r} did not freeze within {timeout} s.")
+            time.sleep(0.005)
+        return knob
+
+    @staticmethod
+    def thaw(knob: Path) -> None:
+        """Thaw a cgroup frozen by :meth:`freeze`; a cgroup gone (container stopped) is fine."""
+        with contextlib.suppress(FileNotFoundError):
+            knob.write_text("THAWED" if knob.name == "freezer.state" else "0")
+
+    # -- checkpoint / restore ---------------------------------------------------------------
+
+    def checkpoint(self, info: ContainerInfo, export: Path, *, leave_running: bool) -> CheckpointStats:
+        """CRIU dump through Podman into an uncompressed Podman-layout tar, without rootfs.
+
+        Stop mode keeps the checkpoint files next to the container, so a failed migration can
+        restore it right here (`podman container restore`)."""
+        args = ["container", "checkpoint", "--export", str(export), "--compress", "none",
+                "--ignore-rootfs", "--print-stats"]
+        args += ["--leave-running"] if leave_running else ["--keep"]
+        proc = self._run([*args, info.id], what=f"checkpoint container {info.name!r}",
+                         error=CheckpointError, log_hint=Path(info.static_dir) / "dump.log")
+        return _stats(proc.stdout, "runtime_checkpoint_duration", "podman_checkpoint_duration")
+
+    def restore_import(self, archive: Path, *, name: str | None) -> tuple[str, CheckpointStats]:
+        args = ["container", "restore", "--import", str(archive), "--print-stats"]
+        if name:
+            args += ["--name", name]
+        proc = self._run(args, what=f"restore {'container ' + repr(name) if name else 'the container'} "
+                         f"from {archive.name}", error=RestoreError)
+        stats = _stats(proc.stdout, "runtime_restore_duration", "podman_restore_duration")
+        ids = [c.get("Id", "") for c in stats.raw.get("container_statistics") or []]
+        return (ids[0] if ids else ""), stats
+
+    def restore_local(self, container: str) -> None:
+        """Restore a container from the checkpoint Podman kept next to it (rollback)."""
+        self._run(["container", "restore", "--keep", container],
+                  what=f"restore container {container!r} from its local checkpoint", error=RestoreError)
+
+    # -- versions / health ------------------------------------------------------------------
+
+    def source(self) -> Source:
+        info = self._json(["info", "--format", "json"], what="read podman info")
+        host = info.get("host", {})
+        runtime = host.get("ociRuntime", {})
+        return Source(
+            host=platform.node(),
+            kernel=platform.release(),
+            criu=criu_version(),
+            podman=str(info.get("version", {}).get("Version", "")),
+            runtime=f"{runtime.get('name', '')} {runtime.get('version', '').splitlines()[0] if runtime.get('version') else ''}".strip(),
+        )
+
+
+def _is_frozen(knob: Path) -> bool:
+    if knob.name == "freezer.state":
+        return knob.read_text().strip() == "FROZEN"
+    return "frozen 1" in (knob.parent / "cgroup.events").read_text()
+
+
+def _stats(stdout: str, runtime_key: str, total_key: str) -> CheckpointStats:
+    try:
+        raw = json.loads(stdout)
+    except json.JSONDecodeError:
+        return CheckpointStats()
+    ctrs = raw.get("container_statistics") or [{}]
+    criu = ctrs[0].get("criu_statistics") or {}
+    return CheckpointStats(
+        frozen_us=int(criu.get("frozen_time", 0)),
+        runtime_us=int(ctrs[0].get(runtime_key, 0)),
+        total_us=int(raw.get(total_key, 0)),
+        raw=raw,
+    )
+
+
+def criu_check() -> tuple[bool, str]:
+    """Run ``criu check``; returns (passed, what it printed)."""
+    try:
+        proc = subprocess.run(["criu", "check"], capture_output=True, text=True, timeout=60, check=False)
+    except FileNotFoundError:
+        return False, "criu is not installed or not on PATH"
+    return proc.returncode == 0, (proc.stdout + proc.stderr).strip()
+
+
+def criu_version() -> str:
+    try:
+        proc = subprocess.run(["criu", "--version"], capture_output=True, text=True, timeout=30, check=False)
+    except FileNotFoundError:
+        return ""
+    match = re.search(r"Version:\s*(\S+)", proc.stdout)
+    return match.group(1) if match else ""

@@ -1,0 +1,37 @@
+"""Where ferry keeps the files of a run in progress on this host (``FERRY_STAGING``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+
+DEFAULT_STAGING = "/var/tmp/ferry"
+
+
+def staging_root() -> Path:
+    return Path(os.environ.get("FERRY_STAGING", DEFAULT_STAGING))
+
+
+def new_run_dir(kind: str, name: str) -> Path:
+    """A fresh private directory for one snapshot or restore."""
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "run"
+    path = staging_root() / kind / f"{utcnow_compact()}-{safe}-{uuid.uuid4().hex[:8]}"
+    path.mkdir(parents=True, mode=0o700)
+    return path
+
+
+def remove_run_dir(path: Path) -> None:
+    # Only ever delete what ferry created below its staging root.
+    if staging_root() in path.resolve().parents:
+        shutil.rmtree(path, ignore_errors=True)
+
+
+def utcnow() -> str:
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def utcnow_compact() -> str:
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%S")

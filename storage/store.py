@@ -1,0 +1,191 @@
+"""The archive store: checkpoint archives in any fsspec file-system, addressed by URL.
+
+Layout under the store URL (one prefix per container, names sort by time)::
+
+    <url>/<container>/<YYYYmmddTHHMMSSZ>-<host>-<id12>.tar.zst          the archive
+    <url>/<container>/<YYYYmmddTHHMMSSZ>-<host>-<id12>.tar.zst.ferry.json  its sidecar
+
+The sidecar (the manifest plus the archive's size and sha256) is written only after the
+archive is completely committed: an archive without its sidecar is not complete, and neither
+``ferry ls`` nor ``ferry restore`` accepts it. Errors come out as builtin ``OSError`` kinds
+wrapped in :class:`ferry.errors.StoreError`, naming the URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import posixpath
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, BinaryIO
+
+import fsspec
+from fsspec.implementations.local import LocalFileSystem
+
+from ferry.archive.manifest import Sidecar
+from ferry.errors import AccessDeniedError, ArchiveNotFoundError, StoreError, UnsupportedArchiveError, UsageError
+
+SIDECAR_SUFFIX = ".ferry.json"
+PARTIAL_SUFFIX = ".partial"
+CHUNK = 8 << 20
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One complete archive in the store."""
+
+    url: str
+    sidecar: Sidecar
+
+
+def _fs(url: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
+    if not url:
+        raise UsageError("No store URL given. Use e.g. file:///var/lib/ferry/store or s3://bucket/prefix.")
+    try:
+        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
+    except (ValueError, ImportError) as exc:
+        raise UsageError(f"Cannot use store URL {url!r}: {exc}") from exc
+    return fs, path
+
+
+def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+    return str(fs.unstrip_protocol(path))
+
+
+@contextlib.contextmanager
+def _translated(action: str, url: str) -> Iterator[None]:
+    try:
+        yield
+    except StoreError:
+        raise
+    except FileNotFoundError as exc:
+        raise ArchiveNotFoundError(f"Cannot {action}: {url} does not exist.") from exc
+    except PermissionError as exc:
+        raise AccessDeniedError(f"Cannot {action} {url}: permission denied. Check the credentials and "
+                         "the bucket/directory permissions.") from exc
+    except OSError as exc:
+        raise StoreError(f"Cannot {action} {url}: {exc}") from exc
+
+
+class ArchiveStore:
+    def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
+        self.url = url.rstrip("/")
+        self.storage_options = storage_options or {}
+        self.fs, self.root = _fs(self.url, self.storage_options)
+
+    def key_for(self, container: str, created: str, host: str, container_id: str, suffix: str) -> str:
+        stamp = created.replace("-", "").replace(":", "").split(".")[0].rstrip("Z") + "Z"
+        safe_host = "".join(c if c.isalnum() or c in "-_" else "_" for c in host) or "host"
+        return f"{container}/{stamp}-{safe_host}-{container_id[:12]}{suffix}"
+
+    def url_of(self, key: str) -> str:
+        return _unstrip(self.fs, posixpath.join(self.root, key))
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def put_archive(self, local: Path, key: str, sidecar: Sidecar) -> str:
+        """Upload ``local`` as ``key`` then commit its sidecar; returns the archive URL."""
+        url = self.url_of(key)
+        with self.open_archive_writer(key) as sink, local.open("rb") as src:
+            while chunk := src.read(CHUNK):
+                sink.write(chunk)
+        self.commit_sidecar(key, sidecar)
+        return url
+
+    @contextlib.contextmanager
+    def open_archive_writer(self, key: str) -> Iterator[BinaryIO]:
+        """A writable stream for an archive object that becomes visible only on success.
+
+        Local file-systems get a temporary name in the same directory and a rename; object
+        stores get an uncommitted upload (``autocommit=False``) that is discarded on error,
+        because an exception inside a plain ``with fs.open(..., "wb")`` commits the partial
+        object."""
+        path = posixpath.join(self.root, key)
+        url = self.url_of(key)
+        with _translated("write the archive", url):
+            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
+            if isinstance(self.fs, LocalFileSystem):
+                tmp = f"{path}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
+                try:
+                    with open(tmp, "wb") as f:  # noqa: PTH123 - local path from fsspec
+                        yield f
+                        f.flush()
+                        os.fsync(f.fileno())
+                    os.replace(tmp, path)
+                except BaseException:
+                    with contextlib.suppress(OSError):
+                        os.unlink(tmp)  # noqa: PTH108
+                    raise
+            else:
+                f = self.fs.open(path, "wb", autocommit=False)
+                try:
+                    yield f
+                    f.close()
+                    f.commit()
+                except BaseException:
+                    with contextlib.suppress(Exception):
+                        f.discard()
+                    raise
+
+    def commit_sidecar(self, key: str, sidecar: Sidecar) -> None:
+        path = posixpath.join(self.root, key + SIDECAR_SUFFIX)
+        with _translated("write the sidecar manifest", self.url_of(key + SIDECAR_SUFFIX)):
+            self.fs.pipe_file(path, sidecar.to_json())
+
+    # -- reading ----------------------------------------------------------------------------
+
+    def list(self, container: str | None = None) -> list[Entry]:
+        """Complete archives, newest first (per container when ``container`` is given)."""
+        pattern = f"{container}/*{SIDECAR_SUFFIX}" if container else f"*/*{SIDECAR_SUFFIX}"
+        with _translated("list", self.url):
+            paths = self.fs.glob(posixpath.join(self.root, pattern))
+        entries = []
+        for path in paths:
+            with _translated("read", _unstrip(self.fs, path)):
+                data = self.fs.cat_file(path)
+            try:
+                sidecar = Sidecar.from_json(data)
+            except UnsupportedArchiveError:
+                continue
+            archive = path[: -len(SIDECAR_SUFFIX)]
+            if self.fs.exists(archive):
+                entries.append(Entry(_unstrip(self.fs, archive), sidecar))
+        entries.sort(key=lambda e: (e.sidecar.manifest.created, e.url), reverse=True)
+        return entries
+
+
+def read_sidecar(archive_url: str, storage_options: dict[str, Any] | None = None) -> Sidecar | None:
+    """The sidecar of an archive, or None for an archive without one (a Podman export)."""
+    fs, path = _fs(archive_url, storage_options)
+    with _translated("read", archive_url):
+        if not fs.exists(path):
+            raise ArchiveNotFoundError(f"There is no archive at {archive_url}.")
+        if not fs.exists(path + SIDECAR_SUFFIX):
+            return None
+        return Sidecar.from_json(fs.cat_file(path + SIDECAR_SUFFIX))
+
+
+@contextlib.contextmanager
+def open_archive(archive_url: str, storage_options: dict[str, Any] | None = None) -> Iterator[BinaryIO]:
+    fs, path = _fs(archive_url, storage_options)
+    with _translated("read", archive_url), fs.open(path, "rb", block_size=CHUNK) as f:
+        yield f
+
+
+def download(archive_url: str, dest: Path, storage_options: dict[str, Any] | None = None) -> int:
+    """Copy an archive to a local file (atomically: a .partial name, then rename)."""
+    tmp = dest.with_name(dest.name + PARTIAL_SUFFIX)
+    size = 0
+    try:
+        with open_archive(archive_url, storage_options) as src, tmp.open("wb") as out:
+            while chunk := src.read(CHUNK):
+                out.write(chunk)
+                size += len(chunk)
+        tmp.replace(dest)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    return size

@@ -1,0 +1,83 @@
+"""Stage 7, apply diff: confine the rootfs changes to the container root and hand them over.
+
+Podman applies ``rootfs-diff.tar`` and ``deleted.files`` itself, in the same step as the CRIU
+restore, so ferry cannot run between the two. What ferry controls is what Podman gets: a tar it
+wrote itself from entries that passed :mod:`ferry.archive.policy`, checked once more against
+the image's own symlinks (a diff entry below an image symlink would be written wherever that
+link points), with setuid/setgid bits and every other entry type stripped. Podman never parses
+a byte of the untrusted archive.
+"""
+
+from __future__ import annotations
+
+import stat
+from dataclasses import dataclass
+from pathlib import Path
+
+from prefect import task
+
+from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
+from ferry.archive.reader import Report, rewrite
+from ferry.runtime import Podman
+from tasks.verify import Verified
+
+
+@dataclass(frozen=True)
+class Prepared:
+    path: Path
+    name: str | None  # the new name asked for, or None to keep the archive's
+    report: Report
+
+
+class ImageLinkCheck:
+    """Refuses diff paths whose parent directories are symlinks in the image."""
+
+    def __init__(self, image_root: Path) -> None:
+        self._root = image_root
+        self._safe: set[str] = set()
+
+    def __call__(self, rel: str) -> None:
+        parts = rel.split("/")[:-1]
+        prefix = ""
+        for part in parts:
+            prefix = f"{prefix}/{part}" if prefix else part
+            if prefix in self._safe:
+                continue
+            try:
+                mode = (self._root / prefix).lstat().st_mode
+            except FileNotFoundError:
+                return  # does not exist in the image: Podman creates a plain directory
+            if stat.S_ISLNK(mode):
+                raise UnsafeArchiveError(
+                    f"rootfs-diff: {rel!r} lies below {prefix!r}, a symlink in the container's "
+                    "image; writing it would follow the link. Refusing the archive."
+                )
+            self._safe.add(prefix)
+
+
+def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | None = None) -> Prepared:
+    runtime = runtime or Podman()
+    report = verified.report
+    target = name or report.name
+    if target and runtime.exists(target):
+        raise ContainerStateError(
+            f"A container named {target!r} already exists on this host; ferry leaves it alone. "
+            "Restore under another name with --name, or remove the existing one first."
+        )
+    if not report.image_id or not runtime.image_exists(report.image_id):
+        raise RestoreError(
+            f"The container's image {report.image_name or '?'} (id {report.image_id[:12] or '?'}) "
+            "is not on this host, and Podman needs the very same image id to restore. Copy it "
+            "from the source host (`podman save IMAGE | podman load`) and run the restore again."
+        )
+    out = verified.fetched.path.parent / "podman-import.tar"
+    with runtime.image_mounted(report.image_id) as image_root:
+        check = ImageLinkCheck(image_root)
+        with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
+            rewrite(src, sink, expected=report, check_diff_path=check)  # type: ignore[arg-type]
+    return Prepared(out, name, report)
+
+
+@task(name="apply-diff", retries=0)
+def apply_diff_task(verified: Verified, name: str | None = None) -> Prepared:
+    return apply_diff(verified, name)

@@ -1,0 +1,34 @@
+"""Stage 5, download: the archive from the store into this host's staging directory."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from ferry.archive.manifest import Sidecar
+from storage.store import download as fetch
+from storage.store import read_sidecar
+from tasks.upload import transient
+
+
+@dataclass(frozen=True)
+class Fetched:
+    url: str
+    path: Path
+    size: int
+    sidecar: Sidecar | None  # None: no ferry sidecar (e.g. a Podman export)
+
+
+def download(url: str, staging: Path, storage_options: dict[str, Any] | None = None) -> Fetched:
+    sidecar = read_sidecar(url, storage_options)
+    dest = staging / "download.archive"
+    size = fetch(url, dest, storage_options)
+    return Fetched(url, dest, size, sidecar)
+
+
+@task(name="download", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
+def download_task(url: str, staging: Path, storage_options: dict[str, Any] | None = None) -> Fetched:
+    return download(url, staging, storage_options)

@@ -1,0 +1,48 @@
+"""Stage 4, upload: the archive into the store, atomically (sidecar manifest last)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from ferry.archive.compression import SUFFIX
+from ferry.archive.manifest import Sidecar
+from ferry.errors import ArchiveNotFoundError, StoreError, UsageError
+from storage.store import ArchiveStore
+from tasks.archive import ArchiveResult
+
+
+def upload(archive: ArchiveResult, store_url: str,
+           storage_options: dict[str, Any] | None = None) -> str:
+    store = ArchiveStore(store_url, storage_options)
+    manifest = archive.manifest
+    key = store.key_for(manifest.container.name, manifest.created, manifest.source.host,
+                        manifest.container.id, SUFFIX[archive.digest.compression])
+    sidecar = Sidecar(
+        archive=key.rsplit("/", 1)[-1],
+        size=archive.digest.size,
+        sha256=archive.digest.sha256,
+        compression=archive.digest.compression,
+        manifest=manifest,
+    )
+    return store.put_archive(archive.path, key, sidecar)
+
+
+def transient(task: object, task_run: object, state: Any) -> bool:
+    """Retry storage hiccups; not bad URLs, missing buckets or refused credentials."""
+    try:
+        state.result()
+    except (UsageError, ArchiveNotFoundError, PermissionError):
+        return False
+    except StoreError:
+        return True
+    except Exception:  # noqa: BLE001 - anything else is a bug, not a hiccup
+        return False
+    return False
+
+
+@task(name="upload", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
+def upload_task(archive: ArchiveResult, store_url: str,
+                storage_options: dict[str, Any] | None = None) -> str:
+    return upload(archive, store_url, storage_options)

@@ -1,0 +1,28 @@
+"""Stage 6, verify: every member's sha256 and every path checked before the host is touched."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from prefect import task
+
+from ferry.archive.reader import Report
+from ferry.archive.reader import verify as verify_stream
+from tasks.download import Fetched
+
+
+@dataclass(frozen=True)
+class Verified:
+    fetched: Fetched
+    report: Report
+
+
+def verify(fetched: Fetched, allow_unverified: bool = False) -> Verified:
+    with fetched.path.open("rb") as f:
+        report = verify_stream(f, sidecar=fetched.sidecar, require_manifest=not allow_unverified)  # type: ignore[arg-type]
+    return Verified(fetched, report)
+
+
+@task(name="verify", retries=0)
+def verify_task(fetched: Fetched, allow_unverified: bool = False) -> Verified:
+    return verify(fetched, allow_unverified)
