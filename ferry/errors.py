@@ -30,6 +30,12 @@ class FerryError(Exception):
     #: Short stage or area name shown before the message by the CLI.
     area = "ferry"
 
+    def __str__(self) -> str:
+        # Notes added on the way up (e.g. "the container was restored here") are part of
+        # what the operator must read, so they belong in the message itself.
+        notes = getattr(self, "__notes__", [])
+        return "\n".join([super().__str__(), *notes])
+
 
 class UsageError(FerryError, ValueError):
     area = "usage"

@@ -1,4 +1,7 @@
-"""Snapshot flow: inspect -> freeze -> rootfs diff -> dump -> thaw -> archive -> upload."""
+"""Snapshot flow: inspect -> freeze -> rootfs diff -> dump -> thaw -> archive -> upload.
+
+In stop mode a failure after the dump rolls back: the container is restored on this host.
+"""
 
 from __future__ import annotations
 
@@ -13,6 +16,7 @@ from tasks.archive import archive_task
 from tasks.dump import dump_task
 from tasks.freeze import frozen
 from tasks.inspect import inspect_task
+from tasks.rollback import rollback_task
 from tasks.rootfs_diff import rootfs_diff_task
 from tasks.upload import upload_task
 
@@ -34,13 +38,18 @@ def snapshot(
     compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
     storage_options: Annotated[dict[str, Any] | None, Field(description="fsspec options for the store")] = None,
 ) -> SnapshotResult:
-    subject = inspect_task(container)
+    subject = inspect_task(container, to, storage_options)
     staging = new_run_dir("snapshot", subject.info.name)
     with frozen(subject.info):
         diff = rootfs_diff_task(subject.info, staging)
         dumped = dump_task(subject.info, staging, leave_running)
-    archive = archive_task(subject, dumped, diff, compress)
-    url = upload_task(archive, to, storage_options)
+    try:
+        archive = archive_task(subject, dumped, diff, compress)
+        url = upload_task(archive, to, storage_options)
+    except Exception as exc:
+        if not leave_running:
+            rollback_task(subject.info, exc)
+        raise
     remove_run_dir(staging)
     return SnapshotResult(url, subject.info.name, archive.manifest.mode, archive.digest.size,
                           dumped.stats.frozen_us / 1000)

@@ -84,6 +84,14 @@ class ArchiveStore:
     def url_of(self, key: str) -> str:
         return _unstrip(self.fs, posixpath.join(self.root, key))
 
+    def check_writable(self) -> None:
+        """Write and delete a small probe object, so a bad URL fails before a container stops."""
+        probe = posixpath.join(self.root, f".ferry-probe-{uuid.uuid4().hex}")
+        with _translated("write to the store", self.url):
+            self.fs.makedirs(self.root, exist_ok=True)
+            self.fs.pipe_file(probe, b"ferry")
+            self.fs.rm_file(probe)
+
     # -- writing ----------------------------------------------------------------------------
 
     def put_archive(self, local: Path, key: str, sidecar: Sidecar) -> str:

@@ -1,13 +1,15 @@
-"""Stage 0, inspect: which container, which image, and this host's runtime versions."""
+"""Stage 0, inspect: which container and image, this host's runtime versions, a writable store."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from prefect import task
 
 from ferry.archive.manifest import Source
 from ferry.runtime import ContainerInfo, Podman
+from storage.store import ArchiveStore
 
 
 @dataclass(frozen=True)
@@ -16,11 +18,16 @@ class Subject:
     source: Source
 
 
-def inspect(container: str, runtime: Podman | None = None) -> Subject:
+def inspect(container: str, store_url: str, storage_options: dict[str, Any] | None = None,
+            runtime: Podman | None = None) -> Subject:
+    """Look the container up and make sure the store takes writes, before anything stops."""
     runtime = runtime or Podman()
-    return Subject(runtime.inspect(container), runtime.source())
+    info = runtime.inspect(container)
+    ArchiveStore(store_url, storage_options).check_writable()
+    return Subject(info, runtime.source())
 
 
 @task(name="inspect", retries=0)
-def inspect_task(container: str) -> Subject:
-    return inspect(container)
+def inspect_task(container: str, store_url: str,
+                 storage_options: dict[str, Any] | None = None) -> Subject:
+    return inspect(container, store_url, storage_options)

@@ -1,0 +1,88 @@
+"""Shared fixtures. Tests that need podman/CRIU fail loudly when those are missing: a missing
+CRIU is a broken test machine, never a skip."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import IMAGE, Host, build_rootfs_tar
+
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("DO_NOT_TRACK", "1")
+os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+
+
+def _require(ok: bool, what: str) -> None:
+    if not ok:
+        pytest.fail(f"this test needs {what}; run .ci/run (or scripts/setup-host) to install it", pytrace=False)
+
+
+@pytest.fixture(scope="session")
+def real_criu() -> None:
+    _require(os.geteuid() == 0, "root")
+    _require(shutil.which("podman") is not None, "podman")
+    _require(shutil.which("runc") is not None, "runc")
+    proc = subprocess.run(["criu", "check"], capture_output=True, text=True, check=False)
+    _require(proc.returncode == 0, f"a CRIU that passes `criu check` first on PATH (got: {proc.stderr.strip()[-200:]})")
+
+
+@pytest.fixture(scope="session")
+def rootfs_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return build_rootfs_tar(tmp_path_factory.mktemp("image"))
+
+
+@pytest.fixture(scope="session")
+def prefect_harness() -> Iterator[None]:
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield
+
+
+@pytest.fixture
+def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    path = tmp_path / "staging"
+    monkeypatch.setenv("FERRY_STAGING", str(path))
+    return path
+
+
+_COUNTER = itertools.count()
+
+
+def _host(base: Path, rootfs_tar: Path | None) -> Host:
+    host = Host(base)
+    if rootfs_tar is not None:
+        host.podman("import", str(rootfs_tar), IMAGE)
+    return host
+
+
+@pytest.fixture
+def host(real_criu: None, rootfs_tar: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Host]:
+    """The source host: a private Podman store with the test image; FERRY_PODMAN points at it."""
+    # Podman refuses a runroot longer than 50 characters: keep these paths short.
+    base = Path(f"/var/tmp/fth/{os.getpid()}-{next(_COUNTER)}a")
+    h = _host(base, rootfs_tar)
+    monkeypatch.setenv("FERRY_PODMAN", h.env_value)
+    yield h
+    h.cleanup()
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def other_host(host: Host) -> Iterator[Host]:
+    """A second, separate store with the same image (same id: saved and loaded)."""
+    base = Path(str(host.base)[:-1] + "b")
+    h = Host(base)
+    archive = host.base / "image.tar"
+    host.podman("save", "-o", str(archive), IMAGE)
+    h.podman("load", "-i", str(archive))
+    yield h
+    h.cleanup()
+    shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,138 @@
+"""End to end on real Podman, runc and CRIU: snapshot, restore, migrate between stores."""
+
+from __future__ import annotations
+
+import json
+import tarfile
+from pathlib import Path
+
+import pytest
+import zstandard
+
+from ferry.errors import ContainerNotFoundError, StoreError
+from flows.restore import restore
+from flows.snapshot import snapshot
+from storage.store import ArchiveStore
+from tests.helpers import Host, assert_consecutive_log, wait_for
+
+pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu,
+              pytest.mark.usefixtures("prefect_harness", "staging")]
+
+
+def _members(archive: Path) -> dict[str, bytes]:
+    with archive.open("rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as plain, \
+            tarfile.open(fileobj=plain, mode="r|") as tar:
+        out = {}
+        for info in tar:
+            data = tar.extractfile(info)
+            out[info.name] = data.read() if data else b""
+        return out
+
+
+def _check_restored(host: Host, name: str, counted_before: int) -> None:
+    assert host.state(name) == "running"
+    wait_for(lambda: host.counter(name) > counted_before + 20, what=f"{name} to keep counting")
+    values = assert_consecutive_log(host.exec(name, "cat", "/data/log"))
+    assert values[-1] > counted_before, "the counter did not continue from the snapshot"
+    assert host.exec(name, "cat", "/data/new/added").strip() == "added"
+    gone = host.podman("exec", name, "ls", "/etc/deleteme", check=False)
+    assert gone.returncode != 0, "a file the container deleted came back"
+
+
+def test_stop_mode_snapshot_then_restore(host: Host, tmp_path: Path) -> None:
+    host.run_workload("app")
+    counted = host.counter("app")
+    store = f"file://{tmp_path}/store"
+
+    result = snapshot("app", store)
+
+    assert result.url.startswith(store + "/app/")
+    assert result.mode == "stop"
+    assert host.state("app") == "exited"
+    archive = Path(result.url.removeprefix("file://"))
+    members = _members(archive)
+    for name in ("checkpoint/inventory.img", "config.dump", "spec.dump", "rootfs-diff.tar",
+                 "deleted.files", "ferry-manifest.json"):
+        assert name in members, name
+    assert json.loads(members["deleted.files"]) == ["/etc/deleteme"]
+    manifest = json.loads(members["ferry-manifest.json"])
+    assert manifest["container"]["name"] == "app"
+    assert manifest["source"]["criu"] and manifest["source"]["podman"]
+    with tarfile.open(fileobj=__import__("io").BytesIO(members["rootfs-diff.tar"])) as diff:
+        names = set(diff.getnames())
+    assert {"data/log", "data/counter", "data/new/added"} <= names
+
+    host.podman("rm", "app")
+    restored = restore(result.url)
+
+    assert restored.name == "app"
+    _check_restored(host, "app", counted)
+
+
+def test_leave_running_captures_memory_and_rootfs_at_one_instant(host: Host, tmp_path: Path) -> None:
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+
+    result = snapshot("app", store, leave_running=True)
+    counted = host.counter("app")
+
+    assert result.mode == "leave-running"
+    assert host.state("app") == "running"
+    wait_for(lambda: host.counter("app") > counted + 20, what="the original to keep counting")
+    restored = restore(result.url, name="app-copy")
+
+    assert restored.name == "app-copy"
+    assert host.state("app") == "running"
+    # The copy's log is consecutive: the value its memory continued from is exactly the last
+    # line its file system had, so both were taken at the same instant.
+    _check_restored(host, "app-copy", 0)
+
+
+def test_restore_on_another_host(host: Host, other_host: Host, tmp_path: Path,
+                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    host.run_workload("app")
+    counted = host.counter("app")
+    result = snapshot("app", f"file://{tmp_path}/store")
+
+    monkeypatch.setenv("FERRY_PODMAN", other_host.env_value)
+    restore(result.url)
+
+    assert other_host.state("app") == "running"
+    assert host.state("app") == "exited"
+    _check_restored(other_host, "app", counted)
+
+
+def test_missing_container_is_a_clear_error(host: Host, tmp_path: Path) -> None:
+    with pytest.raises(ContainerNotFoundError, match="no container 'nope'"):
+        snapshot("nope", f"file://{tmp_path}/store")
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.zst"))
+
+
+def test_unwritable_store_fails_before_the_container_stops(host: Host, tmp_path: Path) -> None:
+    host.run_workload("app")
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("a file where the store directory should be")
+
+    with pytest.raises(StoreError, match="not-a-dir"):
+        snapshot("app", f"file://{blocker}/store")
+
+    assert host.state("app") == "running"
+    before = host.counter("app")
+    wait_for(lambda: host.counter("app") > before, what="the container to keep running")
+
+
+def test_failed_upload_in_stop_mode_restores_the_container_here(
+        host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host.run_workload("app")
+    counted = host.counter("app")
+    store = f"file://{tmp_path}/store"
+
+    def broken_put(*args: object, **kwargs: object) -> str:
+        raise StoreError("injected: the store went away mid-upload")
+
+    monkeypatch.setattr(ArchiveStore, "put_archive", broken_put)
+    with pytest.raises(StoreError, match="restored on this host"):
+        snapshot("app", store)
+
+    _check_restored(host, "app", counted)
+    assert ArchiveStore(store).list() == []
