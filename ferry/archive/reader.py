@@ -101,9 +101,11 @@ def _walk(source: BinaryIO, *, sidecar: Sidecar | None, require_manifest: bool,
                 if out is not None:
                     out.close()
             drain(outer)  # trailing bytes count towards the archive hash too
-    except ArchiveError:
+    except ArchiveError as exc:
+        _blame_corruption(outer, sidecar, exc)
         raise
     except (tarfile.TarError, EOFError, zstandard.ZstdError, gzip.BadGzipFile, zlib.error) as exc:
+        _blame_corruption(outer, sidecar, exc)
         raise IntegrityError(
             f"The archive is truncated or corrupt ({type(exc).__name__}: {exc}). Download it "
             "again; if it stays broken, restore an older snapshot."
@@ -112,6 +114,22 @@ def _walk(source: BinaryIO, *, sidecar: Sidecar | None, require_manifest: bool,
     report.archive_sha256 = outer.hexdigest()
     _check_complete(report, sidecar, require_manifest)
     return report
+
+
+def _blame_corruption(outer: HashingReader, sidecar: Sidecar | None, exc: Exception) -> None:
+    """A member that fails to parse in an archive whose bytes differ from the store's record
+    is corruption, not a format problem: say so, since that is what the operator must fix."""
+    if sidecar is None:
+        return
+    try:
+        drain(outer)  # type: ignore[arg-type]
+    except Exception:  # noqa: BLE001 - the first error is what we report
+        return
+    if (outer.size, outer.hexdigest()) != (sidecar.size, sidecar.sha256):
+        raise IntegrityError(
+            f"The archive's sha256 does not match the store's record ({outer.size} bytes read, "
+            f"{sidecar.size} recorded): it was corrupted or replaced. First problem seen: {exc}"
+        ) from exc
 
 
 def _members(stream: BinaryIO, report: Report, out: tarfile.TarFile | None,
