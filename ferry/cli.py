@@ -21,6 +21,8 @@ def _parser() -> argparse.ArgumentParser:
         description="Checkpoint running Podman containers with CRIU into object storage, and "
         "restore them. The podman command line comes from FERRY_PODMAN (default: podman).",
     )
+    p.add_argument("-v", "--verbose", action="store_true",
+                   help="show Prefect's run logs (with tracebacks) on the console")
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("snapshot", help="checkpoint a container into a store; prints the archive URL")
@@ -49,8 +51,12 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
-def _quiet_prefect() -> None:
-    os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+def _quiet_prefect(verbose: bool) -> None:
+    # The operator gets one message per failure from us; Prefect's own logs (with tracebacks)
+    # only with --verbose. Set before Prefect is imported, which reads them once.
+    # The API handler is untouched, so the Prefect UI keeps every log line.
+    if not verbose:
+        os.environ["PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL"] = "CRITICAL"
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
@@ -135,8 +141,10 @@ COMMANDS = {"snapshot": cmd_snapshot, "restore": cmd_restore, "ls": cmd_ls,
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    _quiet_prefect()
-    logging.basicConfig(level=logging.WARNING, format="ferry: %(message)s")
+    _quiet_prefect(args.verbose)
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("ferry: %(message)s"))
+    logging.getLogger("ferry").addHandler(handler)
     try:
         return COMMANDS[args.command](args)
     except FerryError as exc:

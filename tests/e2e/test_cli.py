@@ -1,0 +1,92 @@
+"""The `ferry` command as an operator runs it: real processes, real Podman and CRIU."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tests.helpers import Host, env_with, wait_for
+
+pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu]
+
+
+@pytest.fixture
+def cli_env(host: Host, prefect_harness: None, tmp_path: Path) -> dict[str, str]:
+    from prefect.settings import PREFECT_API_URL
+
+    # Point the CLI at the harness's server so each call skips starting its own.
+    return env_with(host, PREFECT_API_URL=str(PREFECT_API_URL.value()),
+                    FERRY_STAGING=str(tmp_path / "staging"))
+
+
+def ferry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ferry.cli", *args], env=env, capture_output=True,
+                          text=True, timeout=600, check=False)
+
+
+def test_snapshot_ls_verify_restore(host: Host, cli_env: dict[str, str], tmp_path: Path) -> None:
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+
+    snap = ferry(cli_env, "snapshot", "app", "--to", store, "--leave-running", "--compress", "gzip")
+    assert snap.returncode == 0, snap.stderr
+    url = snap.stdout.strip().splitlines()[-1]
+    assert url.startswith(store + "/app/") and url.endswith(".tar.gz")
+
+    listing = ferry(cli_env, "ls", store)
+    assert listing.returncode == 0, listing.stderr
+    assert url in listing.stdout and "leave-running" in listing.stdout
+
+    checked = ferry(cli_env, "verify", url)
+    assert checked.returncode == 0, checked.stderr
+    assert "verified against its manifest" in checked.stdout
+
+    restored = ferry(cli_env, "restore", url, "--name", "app-2")
+    assert restored.returncode == 0, restored.stderr
+    assert "app-2" in restored.stdout
+    before = host.counter("app-2")
+    wait_for(lambda: host.counter("app-2") > before, what="the restored copy to count")
+
+
+def test_failures_exit_nonzero_with_an_operator_message(host: Host, cli_env: dict[str, str],
+                                                        tmp_path: Path) -> None:
+    missing = ferry(cli_env, "snapshot", "ghost", "--to", f"file://{tmp_path}/store")
+    assert missing.returncode == 1
+    assert "no container 'ghost'" in missing.stderr
+    assert "Traceback" not in missing.stderr
+
+    absent = ferry(cli_env, "restore", f"file://{tmp_path}/store/none.tar.zst")
+    assert absent.returncode == 1
+    assert "no archive at" in absent.stderr
+    assert "Traceback" not in absent.stderr
+
+    bad_url = ferry(cli_env, "ls", "nosuchproto://x")
+    assert bad_url.returncode == 2
+    assert "nosuchproto" in bad_url.stderr
+
+
+def test_doctor_explains_the_vdso_problem_with_the_distro_criu(tmp_path: Path) -> None:
+    distro = Path("/usr/sbin/criu")
+    assert distro.exists(), "Debian's criu package must be installed for this test (.ci/run does)"
+    version = subprocess.run([str(distro), "--version"], capture_output=True, text=True, check=False)
+    assert "Version: 3." in version.stdout, "this test is about Debian 12's CRIU 3.x on a new kernel"
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "criu").symlink_to(distro)
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
+
+    doctor = ferry(env, "doctor")
+
+    assert doctor.returncode == 1
+    assert "FAIL criu" in doctor.stdout
+    assert "vDSO" in doctor.stdout and "provision-criu" in doctor.stdout
+
+
+def test_doctor_passes_with_the_provisioned_criu(host: Host) -> None:
+    doctor = ferry(dict(os.environ, FERRY_PODMAN=host.env_value), "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "ok   criu" in doctor.stdout
