@@ -21,22 +21,34 @@ def _parser() -> argparse.ArgumentParser:
         description="Checkpoint running Podman containers with CRIU into object storage, and "
         "restore them. The podman command line comes from FERRY_PODMAN (default: podman).",
     )
-    p.add_argument("-v", "--verbose", action="store_true",
-                   help="show Prefect's run logs (with tracebacks) on the console")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show Prefect's run logs (with tracebacks) on the console",
+    )
     sub = p.add_subparsers(dest="command", required=True)
 
     s = sub.add_parser("snapshot", help="checkpoint a container into a store; prints the archive URL")
     s.add_argument("container")
-    s.add_argument("--to", required=True, metavar="URL", help="store URL (file:///path, s3://bucket/prefix, gs://...)")
-    s.add_argument("--leave-running", action="store_true",
-                   help="keep the container running (backup) instead of stopping it (migration)")
+    s.add_argument(
+        "--to", required=True, metavar="URL", help="store URL (file:///path, s3://bucket/prefix, gs://...)"
+    )
+    s.add_argument(
+        "--leave-running",
+        action="store_true",
+        help="keep the container running (backup) instead of stopping it (migration)",
+    )
     s.add_argument("--compress", choices=("zstd", "gzip", "none"), default="zstd")
 
     r = sub.add_parser("restore", help="restore a container from an archive URL")
     r.add_argument("archive", metavar="ARCHIVE_URL")
     r.add_argument("--name", help="restore under this name instead of the original")
-    r.add_argument("--allow-unverified", action="store_true",
-                   help="accept an archive without a ferry manifest (a Podman export); paths are still checked")
+    r.add_argument(
+        "--allow-unverified",
+        action="store_true",
+        help="accept an archive without a ferry manifest (a Podman export); paths are still checked",
+    )
 
     ls = sub.add_parser("ls", help="list the complete archives in a store, newest first")
     ls.add_argument("url", metavar="URL")
@@ -65,8 +77,11 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from flows.snapshot import snapshot
 
     result = snapshot(args.container, args.to, leave_running=args.leave_running, compress=args.compress)
-    print(f"snapshot of {result.container} ({result.mode}): {result.archive_bytes} bytes, "
-          f"frozen {result.frozen_ms:.0f} ms", file=sys.stderr)
+    print(
+        f"snapshot of {result.container} ({result.mode}): {result.archive_bytes} bytes, "
+        f"frozen {result.frozen_ms:.0f} ms",
+        file=sys.stderr,
+    )
     print(result.url)
     return 0
 
@@ -84,12 +99,24 @@ def cmd_ls(args: argparse.Namespace) -> int:
 
     entries = ArchiveStore(args.url).list(args.container)
     if args.json:
-        print(json.dumps([{
-            "url": e.url, "container": e.sidecar.manifest.container.name,
-            "created": e.sidecar.manifest.created, "size": e.sidecar.size,
-            "host": e.sidecar.manifest.source.host, "image": e.sidecar.manifest.container.image_name,
-            "mode": e.sidecar.manifest.mode, "sha256": e.sidecar.sha256,
-        } for e in entries], indent=1))
+        print(
+            json.dumps(
+                [
+                    {
+                        "url": e.url,
+                        "container": e.sidecar.manifest.container.name,
+                        "created": e.sidecar.manifest.created,
+                        "size": e.sidecar.size,
+                        "host": e.sidecar.manifest.source.host,
+                        "image": e.sidecar.manifest.container.image_name,
+                        "mode": e.sidecar.manifest.mode,
+                        "sha256": e.sidecar.sha256,
+                    }
+                    for e in entries
+                ],
+                indent=1,
+            )
+        )
         return 0
     if not entries:
         print(f"no complete archives under {args.url}", file=sys.stderr)
@@ -97,8 +124,10 @@ def cmd_ls(args: argparse.Namespace) -> int:
     print(f"{'CONTAINER':20} {'CREATED':25} {'SIZE':>12} {'MODE':13} {'HOST':16} IMAGE / URL")
     for e in entries:
         m = e.sidecar.manifest
-        print(f"{m.container.name:20} {m.created:25} {e.sidecar.size:>12} {m.mode:13} "
-              f"{m.source.host:16} {m.container.image_name}\n    {e.url}")
+        print(
+            f"{m.container.name:20} {m.created:25} {e.sidecar.size:>12} {m.mode:13} "
+            f"{m.source.host:16} {m.container.image_name}\n    {e.url}"
+        )
     return 0
 
 
@@ -109,13 +138,21 @@ def cmd_verify(args: argparse.Namespace) -> int:
     sidecar = read_sidecar(args.archive)
     with open_archive(args.archive) as f:
         report = verify(f, sidecar=sidecar, require_manifest=not args.allow_unverified)
-    state = "verified against its manifest" if report.manifest else "NO MANIFEST: paths checked, integrity unknown"
+    state = (
+        "verified against its manifest"
+        if report.manifest
+        else "NO MANIFEST: paths checked, integrity unknown"
+    )
     print(f"{args.archive}: OK, {state}")
     print(f"  container {report.name} image {report.image_name} ({report.image_id[:12]})")
-    print(f"  {len(report.members)} members, {report.archive_size} bytes {report.compression}, "
-          f"sha256 {report.archive_sha256}")
-    print(f"  rootfs diff: {report.diff_files} files, {report.diff_bytes} bytes; "
-          f"{len(report.deleted)} deleted paths")
+    print(
+        f"  {len(report.members)} members, {report.archive_size} bytes {report.compression}, "
+        f"sha256 {report.archive_sha256}"
+    )
+    print(
+        f"  rootfs diff: {report.diff_files} files, {report.diff_bytes} bytes; "
+        f"{len(report.deleted)} deleted paths"
+    )
     return 0
 
 
@@ -135,8 +172,13 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"snapshot": cmd_snapshot, "restore": cmd_restore, "ls": cmd_ls,
-            "verify": cmd_verify, "doctor": cmd_doctor}
+COMMANDS = {
+    "snapshot": cmd_snapshot,
+    "restore": cmd_restore,
+    "ls": cmd_ls,
+    "verify": cmd_verify,
+    "doctor": cmd_doctor,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -36,16 +36,24 @@ def _run(argv: list[str]) -> tuple[int, str]:
 
 def check_root() -> Check:
     ok = os.geteuid() == 0
-    return Check("root", ok, "running as root" if ok else f"running as uid {os.geteuid()}",
-                 "CRIU checkpoint/restore of containers needs root: run ferry with sudo or as root")
+    return Check(
+        "root",
+        ok,
+        "running as root" if ok else f"running as uid {os.geteuid()}",
+        "CRIU checkpoint/restore of containers needs root: run ferry with sudo or as root",
+    )
 
 
 def check_podman() -> Check:
     prefix = podman_prefix()
     code, out = _run([*prefix, "version", "--format", "{{.Client.Version}}"])
     if code != 0:
-        return Check("podman", False, f"`{' '.join(prefix)} version` failed: {out[-300:]}",
-                     "apt-get install podman, or set FERRY_PODMAN to the podman command line to use")
+        return Check(
+            "podman",
+            False,
+            f"`{' '.join(prefix)} version` failed: {out[-300:]}",
+            "apt-get install podman, or set FERRY_PODMAN to the podman command line to use",
+        )
     return Check("podman", True, f"podman {out.splitlines()[-1]} ({' '.join(prefix)})")
 
 
@@ -57,9 +65,10 @@ def check_runtime() -> Check:
     name = out.split()[0] if out else "?"
     if name != "runc":
         return Check(
-            "OCI runtime", False,
+            "OCI runtime",
+            False,
             f"podman uses {name}; Debian 12's crun cannot checkpoint "
-            "(\"configured runtime does not support checkpoint/restore\")",
+            '("configured runtime does not support checkpoint/restore")',
             "apt-get install runc and run ferry with FERRY_PODMAN='podman --runtime runc'",
         )
     runc = shutil.which("runc")
@@ -76,14 +85,19 @@ def check_criu() -> Check:
         return Check("criu", True, f"criu {version} at {path}: `criu check` passes")
     if "vdso" in out.lower() or "kerndat" in out.lower():
         return Check(
-            "criu", False,
+            "criu",
+            False,
             f"criu {version} at {path} fails `criu check` on kernel {platform.release()}: it does "
             "not understand this kernel's vDSO layout (kernels 6.13+ add a [vvar_vclock] mapping; "
-            f"CRIU before 4.0 stops with \"vdso: Unexpected rt vDSO area bounds\"). Output: {out[-300:]}",
+            f'CRIU before 4.0 stops with "vdso: Unexpected rt vDSO area bounds"). Output: {out[-300:]}',
             PROVISION_FIX,
         )
-    return Check("criu", False, f"criu {version} at {path} fails `criu check`: {out[-500:]}",
-                 "read the output above; CRIU needs root and a kernel with CONFIG_CHECKPOINT_RESTORE")
+    return Check(
+        "criu",
+        False,
+        f"criu {version} at {path} fails `criu check`: {out[-500:]}",
+        "read the output above; CRIU needs root and a kernel with CONFIG_CHECKPOINT_RESTORE",
+    )
 
 
 def check_kernel() -> Check:
@@ -99,8 +113,12 @@ def check_staging() -> Check:
     except OSError:
         ok = False
     free = shutil.disk_usage(root).free if ok else 0
-    return Check("staging", ok, f"{root} writable, {free >> 20} MiB free" if ok else f"{root} not writable",
-                 "set FERRY_STAGING to a writable directory with room for one archive")
+    return Check(
+        "staging",
+        ok,
+        f"{root} writable, {free >> 20} MiB free" if ok else f"{root} not writable",
+        "set FERRY_STAGING to a writable directory with room for one archive",
+    )
 
 
 def run_checks() -> list[Check]:

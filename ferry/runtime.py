@@ -84,9 +84,15 @@ class Podman:
 
     # -- plumbing ---------------------------------------------------------------------------
 
-    def _run(self, args: list[str], *, what: str, error: type[RuntimeCommandError] = RuntimeCommandError,
-             timeout: float | None = 600, log_hint: str | Path | None = None,
-             ) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self,
+        args: list[str],
+        *,
+        what: str,
+        error: type[RuntimeCommandError] = RuntimeCommandError,
+        timeout: float | None = 600,
+        log_hint: str | Path | None = None,
+    ) -> subprocess.CompletedProcess[str]:
         argv = [*self.prefix, *args]
         try:
             proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
@@ -101,11 +107,14 @@ class Podman:
         if proc.returncode != 0:
             log = _LOG_FILE_RE.search(proc.stderr)
             log_path = log.group(1) if log else log_hint
-            raise error(f"Cannot {what}.", argv=argv, stderr=proc.stderr,
-                        log_tail=tail(log_path) if log_path else "")
+            raise error(
+                f"Cannot {what}.", argv=argv, stderr=proc.stderr, log_tail=tail(log_path) if log_path else ""
+            )
         return proc
 
-    def _json(self, args: list[str], *, what: str, error: type[RuntimeCommandError] = RuntimeCommandError) -> Any:
+    def _json(
+        self, args: list[str], *, what: str, error: type[RuntimeCommandError] = RuntimeCommandError
+    ) -> Any:
         out = self._run(args, what=what, error=error).stdout
         try:
             return json.loads(out)
@@ -123,8 +132,9 @@ class Podman:
                     f"There is no container {container!r} on this host (podman: "
                     f"{' '.join(self.prefix)}). Check the name with `podman ps -a`.",
                 )
-            raise RuntimeCommandError(f"Cannot inspect container {container!r}.", argv=argv,
-                                      stderr=proc.stderr)
+            raise RuntimeCommandError(
+                f"Cannot inspect container {container!r}.", argv=argv, stderr=proc.stderr
+            )
         data = json.loads(proc.stdout)[0]
         return ContainerInfo(
             id=data["Id"],
@@ -141,8 +151,13 @@ class Podman:
         return subprocess.run(argv, capture_output=True, check=False, timeout=120).returncode == 0
 
     def diff(self, container: str) -> Changes:
-        data = self._json(["container", "diff", "--format", "json", container],
-                          what=f"list root file-system changes of {container!r}") or {}
+        data = (
+            self._json(
+                ["container", "diff", "--format", "json", container],
+                what=f"list root file-system changes of {container!r}",
+            )
+            or {}
+        )
         return Changes(
             added=tuple(data.get("added") or ()),
             changed=tuple(data.get("changed") or ()),
@@ -223,27 +238,45 @@ class Podman:
 
         Stop mode keeps the checkpoint files next to the container, so a failed migration can
         restore it right here (`podman container restore`)."""
-        args = ["container", "checkpoint", "--export", str(export), "--compress", "none",
-                "--ignore-rootfs", "--print-stats"]
+        args = [
+            "container",
+            "checkpoint",
+            "--export",
+            str(export),
+            "--compress",
+            "none",
+            "--ignore-rootfs",
+            "--print-stats",
+        ]
         args += ["--leave-running"] if leave_running else ["--keep"]
-        proc = self._run([*args, info.id], what=f"checkpoint container {info.name!r}",
-                         error=CheckpointError, log_hint=Path(info.static_dir) / "dump.log")
+        proc = self._run(
+            [*args, info.id],
+            what=f"checkpoint container {info.name!r}",
+            error=CheckpointError,
+            log_hint=Path(info.static_dir) / "dump.log",
+        )
         return _stats(proc.stdout, "runtime_checkpoint_duration", "podman_checkpoint_duration")
 
     def restore_import(self, archive: Path, *, name: str | None) -> tuple[str, CheckpointStats]:
         args = ["container", "restore", "--import", str(archive), "--print-stats"]
         if name:
             args += ["--name", name]
-        proc = self._run(args, what=f"restore {'container ' + repr(name) if name else 'the container'} "
-                         f"from {archive.name}", error=RestoreError)
+        proc = self._run(
+            args,
+            what=f"restore {'container ' + repr(name) if name else 'the container'} from {archive.name}",
+            error=RestoreError,
+        )
         stats = _stats(proc.stdout, "runtime_restore_duration", "podman_restore_duration")
         ids = [c.get("Id", "") for c in stats.raw.get("container_statistics") or []]
         return (ids[0] if ids else ""), stats
 
     def restore_local(self, container: str) -> None:
         """Restore a container from the checkpoint Podman kept next to it (rollback)."""
-        self._run(["container", "restore", "--keep", container],
-                  what=f"restore container {container!r} from its local checkpoint", error=RestoreError)
+        self._run(
+            ["container", "restore", "--keep", container],
+            what=f"restore container {container!r} from its local checkpoint",
+            error=RestoreError,
+        )
 
     # -- versions / health ------------------------------------------------------------------
 
@@ -251,12 +284,13 @@ class Podman:
         info = self._json(["info", "--format", "json"], what="read podman info")
         host = info.get("host", {})
         runtime = host.get("ociRuntime", {})
+        runtime_version = (runtime.get("version") or "").splitlines()[:1]
         return Source(
             host=platform.node(),
             kernel=platform.release(),
             criu=criu_version(),
             podman=str(info.get("version", {}).get("Version", "")),
-            runtime=f"{runtime.get('name', '')} {runtime.get('version', '').splitlines()[0] if runtime.get('version') else ''}".strip(),
+            runtime=" ".join([runtime.get("name", ""), *runtime_version]).strip(),
         )
 
 

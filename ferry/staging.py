@@ -8,7 +8,7 @@ import uuid
 from datetime import UTC, datetime
 from pathlib import Path
 
-DEFAULT_STAGING = "/var/tmp/ferry"
+DEFAULT_STAGING = "/var/tmp/ferry"  # noqa: S108 - root-owned, created 0700 per run
 
 
 def staging_root() -> Path:

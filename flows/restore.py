@@ -18,8 +18,16 @@ from tasks.verify import verify_task
 def restore(
     archive: Annotated[str, Field(min_length=1, description="URL of the archive to restore")],
     name: Annotated[str | None, Field(description="New container name (default: the original name)")] = None,
-    allow_unverified: Annotated[bool, Field(description="Accept an archive without a ferry manifest (e.g. a Podman export); paths are still checked")] = False,
-    storage_options: Annotated[dict[str, Any] | None, Field(description="fsspec options for the store")] = None,
+    allow_unverified: Annotated[
+        bool,
+        Field(
+            description="Accept an archive without a ferry manifest (e.g. a Podman export); "
+            "paths are still checked"
+        ),
+    ] = False,
+    storage_options: Annotated[
+        dict[str, Any] | None, Field(description="fsspec options for the store")
+    ] = None,
 ) -> Restored:
     staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
     fetched = download_task(archive, staging, storage_options)

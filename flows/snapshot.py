@@ -33,10 +33,17 @@ class SnapshotResult:
 @flow(name="ferry-snapshot", log_prints=True)
 def snapshot(
     container: Annotated[str, Field(min_length=1, description="Container name or id on this host")],
-    to: Annotated[str, Field(min_length=1, description="Store URL: file:///path, s3://bucket/prefix, gs://...")],
-    leave_running: Annotated[bool, Field(description="Keep the container running (nightly backup) instead of stopping it (migration)")] = False,
+    to: Annotated[
+        str, Field(min_length=1, description="Store URL: file:///path, s3://bucket/prefix, gs://...")
+    ],
+    leave_running: Annotated[
+        bool,
+        Field(description="Keep the container running (nightly backup) instead of stopping it (migration)"),
+    ] = False,
     compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
-    storage_options: Annotated[dict[str, Any] | None, Field(description="fsspec options for the store")] = None,
+    storage_options: Annotated[
+        dict[str, Any] | None, Field(description="fsspec options for the store")
+    ] = None,
 ) -> SnapshotResult:
     subject = inspect_task(container, to, storage_options)
     staging = new_run_dir("snapshot", subject.info.name)
@@ -51,5 +58,6 @@ def snapshot(
             rollback_task(subject.info, exc)
         raise
     remove_run_dir(staging)
-    return SnapshotResult(url, subject.info.name, archive.manifest.mode, archive.digest.size,
-                          dumped.stats.frozen_us / 1000)
+    return SnapshotResult(
+        url, subject.info.name, archive.manifest.mode, archive.digest.size, dumped.stats.frozen_us / 1000
+    )

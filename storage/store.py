@@ -26,7 +26,13 @@ import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
 from ferry.archive.manifest import Sidecar
-from ferry.errors import AccessDeniedError, ArchiveNotFoundError, StoreError, UnsupportedArchiveError, UsageError
+from ferry.errors import (
+    AccessDeniedError,
+    ArchiveNotFoundError,
+    StoreError,
+    UnsupportedArchiveError,
+    UsageError,
+)
 
 SIDECAR_SUFFIX = ".ferry.json"
 PARTIAL_SUFFIX = ".partial"
@@ -64,8 +70,10 @@ def _translated(action: str, url: str) -> Iterator[None]:
     except FileNotFoundError as exc:
         raise ArchiveNotFoundError(f"Cannot {action}: {url} does not exist.") from exc
     except PermissionError as exc:
-        raise AccessDeniedError(f"Cannot {action} {url}: permission denied. Check the credentials and "
-                         "the bucket/directory permissions.") from exc
+        raise AccessDeniedError(
+            f"Cannot {action} {url}: permission denied. Check the credentials and "
+            "the bucket/directory permissions."
+        ) from exc
     except OSError as exc:
         raise StoreError(f"Cannot {action} {url}: {exc}") from exc
 
@@ -122,7 +130,7 @@ class ArchiveStore:
                         yield f
                         f.flush()
                         os.fsync(f.fileno())
-                    os.replace(tmp, path)
+                    os.replace(tmp, path)  # noqa: PTH105 - fsspec paths are str
                 except BaseException:
                     with contextlib.suppress(OSError):
                         os.unlink(tmp)  # noqa: PTH108

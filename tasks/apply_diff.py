@@ -16,8 +16,8 @@ from pathlib import Path
 
 from prefect import task
 
-from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
 from ferry.archive.reader import Report, rewrite
+from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
 from ferry.runtime import Podman
 from tasks.verify import Verified
 
@@ -74,7 +74,7 @@ def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | No
     with runtime.image_mounted(report.image_id) as image_root:
         check = ImageLinkCheck(image_root)
         with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
-            rewrite(src, sink, expected=report, check_diff_path=check)  # type: ignore[arg-type]
+            rewrite(src, sink, expected=report, check_diff_path=check)
     return Prepared(out, name, report)
 
 

@@ -29,8 +29,9 @@ class ArchiveResult:
     manifest: Manifest
 
 
-def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult,
-                  compression: str = "zstd") -> ArchiveResult:
+def build_archive(
+    subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd"
+) -> ArchiveResult:
     comp: Compression = check_compression(compression)
     info = subject.info
     out_path = dumped.export.parent / f"archive{SUFFIX[comp]}"
@@ -43,7 +44,7 @@ def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult,
         rootfs={"files": diff.files, "bytes": diff.bytes, "deleted": diff.deleted_count},
     )
     with out_path.open("wb") as sink:
-        writer = ArchiveWriter(sink, comp)  # type: ignore[arg-type]
+        writer = ArchiveWriter(sink, comp)
         with writer:
             with tarfile.open(dumped.export, "r|") as dump_tar:
                 for member in dump_tar:
@@ -58,11 +59,13 @@ def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult,
             if diff.deleted is not None:
                 writer.add_path(diff.deleted, DELETED_FILES)
             manifest = writer.write_manifest(template)
-    assert writer.digest is not None
+    if writer.digest is None:
+        raise RuntimeError("archive writer finished without a digest")
     return ArchiveResult(out_path, writer.digest, manifest)
 
 
 @task(name="archive", retries=0)
-def archive_task(subject: Subject, dumped: DumpResult, diff: DiffResult,
-                 compression: str = "zstd") -> ArchiveResult:
+def archive_task(
+    subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd"
+) -> ArchiveResult:
     return build_archive(subject, dumped, diff, compression)

@@ -18,8 +18,12 @@ class Subject:
     source: Source
 
 
-def inspect(container: str, store_url: str, storage_options: dict[str, Any] | None = None,
-            runtime: Podman | None = None) -> Subject:
+def inspect(
+    container: str,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    runtime: Podman | None = None,
+) -> Subject:
     """Look the container up and make sure the store takes writes, before anything stops."""
     runtime = runtime or Podman()
     info = runtime.inspect(container)
@@ -28,6 +32,5 @@ def inspect(container: str, store_url: str, storage_options: dict[str, Any] | No
 
 
 @task(name="inspect", retries=0)
-def inspect_task(container: str, store_url: str,
-                 storage_options: dict[str, Any] | None = None) -> Subject:
+def inspect_task(container: str, store_url: str, storage_options: dict[str, Any] | None = None) -> Subject:
     return inspect(container, store_url, storage_options)

@@ -12,8 +12,7 @@ from ferry.errors import FerryError, RestoreError
 from ferry.runtime import ContainerInfo, Podman
 
 
-def rollback(info: ContainerInfo, failure: FerryError | Exception,
-             runtime: Podman | None = None) -> None:
+def rollback(info: ContainerInfo, failure: FerryError | Exception, runtime: Podman | None = None) -> None:
     """Restore the container locally and note it on ``failure`` (which the caller re-raises)."""
     runtime = runtime or Podman()
     try:

@@ -13,12 +13,16 @@ from storage.store import ArchiveStore
 from tasks.archive import ArchiveResult
 
 
-def upload(archive: ArchiveResult, store_url: str,
-           storage_options: dict[str, Any] | None = None) -> str:
+def upload(archive: ArchiveResult, store_url: str, storage_options: dict[str, Any] | None = None) -> str:
     store = ArchiveStore(store_url, storage_options)
     manifest = archive.manifest
-    key = store.key_for(manifest.container.name, manifest.created, manifest.source.host,
-                        manifest.container.id, SUFFIX[archive.digest.compression])
+    key = store.key_for(
+        manifest.container.name,
+        manifest.created,
+        manifest.source.host,
+        manifest.container.id,
+        SUFFIX[archive.digest.compression],
+    )
     sidecar = Sidecar(
         archive=key.rsplit("/", 1)[-1],
         size=archive.digest.size,
@@ -37,12 +41,11 @@ def transient(task: object, task_run: object, state: Any) -> bool:
         return False
     except StoreError:
         return True
-    except Exception:  # noqa: BLE001 - anything else is a bug, not a hiccup
+    except Exception:
         return False
     return False
 
 
 @task(name="upload", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
-def upload_task(archive: ArchiveResult, store_url: str,
-                storage_options: dict[str, Any] | None = None) -> str:
+def upload_task(archive: ArchiveResult, store_url: str, storage_options: dict[str, Any] | None = None) -> str:
     return upload(archive, store_url, storage_options)

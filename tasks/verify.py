@@ -19,7 +19,7 @@ class Verified:
 
 def verify(fetched: Fetched, allow_unverified: bool = False) -> Verified:
     with fetched.path.open("rb") as f:
-        report = verify_stream(f, sidecar=fetched.sidecar, require_manifest=not allow_unverified)  # type: ignore[arg-type]
+        report = verify_stream(f, sidecar=fetched.sidecar, require_manifest=not allow_unverified)
     return Verified(fetched, report)
 
 

@@ -21,7 +21,9 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 def _require(ok: bool, what: str) -> None:
     if not ok:
-        pytest.fail(f"this test needs {what}; run .ci/run (or scripts/setup-host) to install it", pytrace=False)
+        pytest.fail(
+            f"this test needs {what}; run .ci/run (or scripts/setup-host) to install it", pytrace=False
+        )
 
 
 @pytest.fixture(scope="session")
@@ -30,7 +32,10 @@ def real_criu() -> None:
     _require(shutil.which("podman") is not None, "podman")
     _require(shutil.which("runc") is not None, "runc")
     proc = subprocess.run(["criu", "check"], capture_output=True, text=True, check=False)
-    _require(proc.returncode == 0, f"a CRIU that passes `criu check` first on PATH (got: {proc.stderr.strip()[-200:]})")
+    _require(
+        proc.returncode == 0,
+        f"a CRIU that passes `criu check` first on PATH (got: {proc.stderr.strip()[-200:]})",
+    )
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import shutil
@@ -50,17 +51,29 @@ class Host:
     @property
     def prefix(self) -> list[str]:
         return [
-            "podman", "--root", str(self.base / "root"), "--runroot", str(self.base / "run"),
-            "--tmpdir", str(self.base / "tmp"), "--cgroup-manager=cgroupfs",
-            "--events-backend=file", "--runtime", "runc",
+            "podman",
+            "--root",
+            str(self.base / "root"),
+            "--runroot",
+            str(self.base / "run"),
+            "--tmpdir",
+            str(self.base / "tmp"),
+            "--cgroup-manager=cgroupfs",
+            "--events-backend=file",
+            "--runtime",
+            "runc",
         ]
 
     @property
     def env_value(self) -> str:
         return shlex.join(self.prefix)
 
-    def podman(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run([*self.prefix, *args], capture_output=True, text=True, timeout=timeout, check=False)
+    def podman(
+        self, *args: str, check: bool = True, timeout: float = 300
+    ) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run(
+            [*self.prefix, *args], capture_output=True, text=True, timeout=timeout, check=False
+        )
         if check and proc.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr}")
         return proc
@@ -88,7 +101,9 @@ class Host:
     def cleanup(self) -> None:
         self.podman("rm", "-af", "-t", "0", check=False)
         self.podman("image", "prune", "-af", check=False)
-        subprocess.run(["umount", "-R", str(self.base / "root" / "overlay")], capture_output=True, check=False)
+        subprocess.run(
+            ["umount", "-R", str(self.base / "root" / "overlay")], capture_output=True, check=False
+        )
 
 
 def wait_for(predicate, *, what: str, timeout: float = 60, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]
@@ -108,7 +123,7 @@ def assert_consecutive_log(text: str) -> list[int]:
     values = [int(line) for line in text.split()]
     assert values, "empty log"
     assert values[0] == 1, f"log starts at {values[0]}"
-    for prev, cur in zip(values, values[1:], strict=False):
+    for prev, cur in itertools.pairwise(values):
         assert cur == prev + 1, f"log jumps from {prev} to {cur} (at line {values.index(cur)})"
     return values
 

@@ -13,6 +13,7 @@ from typing import BinaryIO, Literal
 
 import zstandard
 
+from ferry.archive.streams import Readable
 from ferry.errors import UnsupportedArchiveError, UsageError
 
 Compression = Literal["zstd", "gzip", "none"]
@@ -30,10 +31,8 @@ ZSTD_MAX_WINDOW = 1 << 31
 
 def check_compression(value: str) -> Compression:
     if value not in COMPRESSIONS:
-        raise UsageError(
-            f"Unknown compression {value!r}. Use one of: {', '.join(COMPRESSIONS)}."
-        )
-    return value  # type: ignore[return-value]
+        raise UsageError(f"Unknown compression {value!r}. Use one of: {', '.join(COMPRESSIONS)}.")
+    return value
 
 
 def detect(head: bytes) -> Compression:
@@ -58,7 +57,7 @@ def compressing(sink: BinaryIO, compression: Compression) -> Iterator[BinaryIO]:
     if compression == "zstd":
         cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
         with cctx.stream_writer(sink, closefd=False) as writer:
-            yield writer  # type: ignore[misc]
+            yield writer
     elif compression == "gzip":
         with gzip.GzipFile(fileobj=sink, mode="wb", compresslevel=GZIP_LEVEL, mtime=0) as gz:
             yield gz  # type: ignore[misc]
@@ -69,7 +68,7 @@ def compressing(sink: BinaryIO, compression: Compression) -> Iterator[BinaryIO]:
 class _Prefixed(io.RawIOBase):
     """Replays bytes already read for detection, then continues with the source."""
 
-    def __init__(self, head: bytes, source: BinaryIO) -> None:
+    def __init__(self, head: bytes, source: Readable) -> None:
         super().__init__()
         self._head = head
         self._source = source
@@ -90,7 +89,7 @@ class _Prefixed(io.RawIOBase):
 
 
 @contextlib.contextmanager
-def decompressing(source: BinaryIO) -> Iterator[tuple[Compression, BinaryIO]]:
+def decompressing(source: Readable) -> Iterator[tuple[Compression, BinaryIO]]:
     """Detect the compression of ``source`` and yield (name, decompressed readable stream)."""
     head = source.read(512)
     compression = detect(head)
@@ -98,7 +97,7 @@ def decompressing(source: BinaryIO) -> Iterator[tuple[Compression, BinaryIO]]:
     if compression == "zstd":
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as reader:
-            yield compression, reader  # type: ignore[misc]
+            yield compression, reader
     elif compression == "gzip":
         with gzip.GzipFile(fileobj=raw, mode="rb") as gz:
             yield compression, gz  # type: ignore[misc]

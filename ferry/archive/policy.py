@@ -33,9 +33,7 @@ def confined(name: str, *, where: str) -> str:
     if "\x00" in name:
         raise UnsafeArchiveError(f"{where}: the path {name!r} contains a NUL byte.")
     if name.startswith("/"):
-        raise UnsafeArchiveError(
-            f"{where}: the path {name!r} is absolute; archive paths must be relative."
-        )
+        raise UnsafeArchiveError(f"{where}: the path {name!r} is absolute; archive paths must be relative.")
     parts = [p for p in name.split("/") if p not in ("", ".")]
     if any(p == ".." for p in parts):
         raise UnsafeArchiveError(f"{where}: the path {name!r} contains '..'.")
@@ -97,8 +95,11 @@ class DiffChecker:
                 return name
             raise UnsafeArchiveError(f"{where}: a {_kind(info)} entry has an empty name.")
         self._refuse_through_link(name, where)
-        if info.ischr() or info.isblk() or info.isfifo() or not (
-            info.isreg() or info.isdir() or info.issym() or info.islnk()
+        if (
+            info.ischr()
+            or info.isblk()
+            or info.isfifo()
+            or not (info.isreg() or info.isdir() or info.issym() or info.islnk())
         ):
             raise UnsafeArchiveError(
                 f"{where}: {name!r} is a {_kind(info)}; device nodes, FIFOs and sockets are never "

@@ -24,7 +24,7 @@ from ferry.archive import members as m
 from ferry.archive.compression import Compression, decompressing
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
 from ferry.archive.policy import DiffChecker, check_outer_member, confined, parse_deleted_files
-from ferry.archive.streams import HashingReader, drain
+from ferry.archive.streams import HashingReader, Readable, drain
 from ferry.errors import (
     ArchiveError,
     IntegrityError,
@@ -66,29 +66,44 @@ def expansion_limit(sidecar: Sidecar | None) -> int:
     return sum(d.size + TAR_OVERHEAD_PER_MEMBER for d in members) + (1 << 20) * (len(members) + 4)
 
 
-def verify(source: BinaryIO, *, sidecar: Sidecar | None = None,
-           require_manifest: bool = True) -> Report:
+def verify(source: Readable, *, sidecar: Sidecar | None = None, require_manifest: bool = True) -> Report:
     """Check every member of the archive in ``source``; nothing is written anywhere."""
     return _walk(source, sidecar=sidecar, require_manifest=require_manifest, sink=None)
 
 
-def rewrite(source: BinaryIO, sink: BinaryIO, *, expected: Report,
-            check_diff_path: Callable[[str], None] | None = None) -> Report:
+def rewrite(
+    source: Readable,
+    sink: BinaryIO,
+    *,
+    expected: Report,
+    check_diff_path: Callable[[str], None] | None = None,
+) -> Report:
     """Write a canonical, uncompressed copy of a verified archive for Podman to import.
 
     The rootfs diff and deleted.files are rebuilt from the checked entries, so Podman never
     parses bytes that ferry did not itself write. Hashes are checked again on the way: the
     staged file cannot change between verify and rewrite unnoticed.
     """
-    report = _walk(source, sidecar=None, require_manifest=expected.manifest is not None,
-                   sink=sink, check_diff_path=check_diff_path)
+    report = _walk(
+        source,
+        sidecar=None,
+        require_manifest=expected.manifest is not None,
+        sink=sink,
+        check_diff_path=check_diff_path,
+    )
     if report.members != expected.members:
         raise IntegrityError("The archive changed between verification and restore; refusing it.")
     return report
 
 
-def _walk(source: BinaryIO, *, sidecar: Sidecar | None, require_manifest: bool,
-          sink: BinaryIO | None, check_diff_path: Callable[[str], None] | None = None) -> Report:
+def _walk(
+    source: Readable,
+    *,
+    sidecar: Sidecar | None,
+    require_manifest: bool,
+    sink: BinaryIO | None,
+    check_diff_path: Callable[[str], None] | None = None,
+) -> Report:
     outer = HashingReader(source)
     try:
         with decompressing(outer) as (compression, plain):
@@ -122,8 +137,8 @@ def _blame_corruption(outer: HashingReader, sidecar: Sidecar | None, exc: Except
     if sidecar is None:
         return
     try:
-        drain(outer)  # type: ignore[arg-type]
-    except Exception:  # noqa: BLE001 - the first error is what we report
+        drain(outer)
+    except Exception:
         return
     if (outer.size, outer.hexdigest()) != (sidecar.size, sidecar.sha256):
         raise IntegrityError(
@@ -132,9 +147,13 @@ def _blame_corruption(outer: HashingReader, sidecar: Sidecar | None, exc: Except
         ) from exc
 
 
-def _members(stream: BinaryIO, report: Report, out: tarfile.TarFile | None,
-             check_diff_path: Callable[[str], None] | None) -> None:
-    tar = tarfile.open(fileobj=stream, mode="r|")
+def _members(
+    stream: Readable,
+    report: Report,
+    out: tarfile.TarFile | None,
+    check_diff_path: Callable[[str], None] | None,
+) -> None:
+    tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
     seen: set[str] = set()
     for info in tar:
         name = check_outer_member(info)
@@ -148,7 +167,8 @@ def _members(stream: BinaryIO, report: Report, out: tarfile.TarFile | None,
                 out.addfile(_clean_info(info, name))
             continue
         data = tar.extractfile(info)
-        assert data is not None
+        if data is None:  # a regular file always has data; anything else was refused above
+            raise UnsafeArchiveError(f"Member {name!r} has no data.")
         reader = HashingReader(data, what=f"member {name}")
         payload = _member_payload(name, reader, report, out, check_diff_path)
         drain(reader)
@@ -160,9 +180,13 @@ def _members(stream: BinaryIO, report: Report, out: tarfile.TarFile | None,
             _copy_member(out, info, name, payload)
 
 
-def _member_payload(name: str, reader: HashingReader, report: Report,
-                    out: tarfile.TarFile | None,
-                    check_diff_path: Callable[[str], None] | None) -> BinaryIO | None:
+def _member_payload(
+    name: str,
+    reader: HashingReader,
+    report: Report,
+    out: tarfile.TarFile | None,
+    check_diff_path: Callable[[str], None] | None,
+) -> BinaryIO | None:
     """Inspect one member; return what the rewrite should write for it (None: skip)."""
     if name == m.MANIFEST:
         report.manifest = Manifest.from_json(_read_small(reader, name))
@@ -182,18 +206,19 @@ def _member_payload(name: str, reader: HashingReader, report: Report,
         return _scan_diff(reader, report, rebuild=out is not None, check_diff_path=check_diff_path)
     if out is None:
         return None
-    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)  # noqa: SIM115 - returned to caller
+    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
     while chunk := reader.read(1 << 20):
         spool.write(chunk)
     spool.seek(0)
     return spool  # type: ignore[return-value]
 
 
-def _scan_diff(reader: HashingReader, report: Report, *, rebuild: bool,
-               check_diff_path: Callable[[str], None] | None) -> BinaryIO | None:
+def _scan_diff(
+    reader: HashingReader, report: Report, *, rebuild: bool, check_diff_path: Callable[[str], None] | None
+) -> BinaryIO | None:
     checker = DiffChecker()
-    rebuilt = tempfile.TemporaryFile() if rebuild else None  # noqa: SIM115 - returned to caller
-    inner = tarfile.open(fileobj=reader, mode="r|")
+    rebuilt = tempfile.TemporaryFile() if rebuild else None
+    inner = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
     out = tarfile.open(fileobj=rebuilt, mode="w|", format=tarfile.PAX_FORMAT) if rebuilt else None
     try:
         for entry in _entries(inner):
@@ -215,7 +240,7 @@ def _scan_diff(reader: HashingReader, report: Report, *, rebuild: bool,
     report.diff_files, report.diff_bytes = checker.files, checker.bytes
     if rebuilt is not None:
         rebuilt.seek(0)
-    return rebuilt  # type: ignore[return-value]
+    return rebuilt
 
 
 def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
@@ -299,9 +324,7 @@ def _check_complete(report: Report, sidecar: Sidecar | None, require_manifest: b
         if want is None:
             raise IntegrityError(f"Member {name!r} is not listed in the manifest.")
         if want.size != seen.size:
-            raise IntegrityError(
-                f"Member {name!r} is {seen.size} bytes; the manifest says {want.size}."
-            )
+            raise IntegrityError(f"Member {name!r} is {seen.size} bytes; the manifest says {want.size}.")
         if want.sha256 != seen.sha256:
             raise IntegrityError(f"Member {name!r} does not match its sha256 in the manifest.")
     absent = sorted(set(listed) - set(report.members))

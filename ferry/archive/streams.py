@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import io
-from typing import BinaryIO
+from typing import BinaryIO, Protocol
 
 from ferry.errors import UnsafeArchiveError
 
@@ -34,44 +34,41 @@ class HashingWriter(io.RawIOBase):
         return self._hash.hexdigest()
 
 
-class HashingReader(io.RawIOBase):
+class Readable(Protocol):
+    def read(self, size: int = -1, /) -> bytes: ...
+
+
+class HashingReader:
     """Read-through wrapper keeping sha256 and count; refuses to pass more than ``limit`` bytes.
 
     The limit is what bounds a decompression bomb: the reader stops the stream instead of
     letting a small archive expand without end.
     """
 
-    def __init__(self, source: BinaryIO, *, limit: int | None = None, what: str = "archive") -> None:
-        super().__init__()
+    def __init__(self, source: Readable, *, limit: int | None = None, what: str = "archive") -> None:
         self._source = source
         self._hash = hashlib.sha256()
         self._limit = limit
         self._what = what
         self.size = 0
 
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer)
-        data = self._source.read(len(view))
-        n = len(data)
-        view[:n] = data
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
         self._hash.update(data)
-        self.size += n
+        self.size += len(data)
         if self._limit is not None and self.size > self._limit:
             raise UnsafeArchiveError(
                 f"The {self._what} expands to more than {self._limit} bytes, the limit for this "
                 "archive. It is refused as a possible decompression bomb; if it is genuine, raise "
                 "FERRY_MAX_EXPANDED_BYTES."
             )
-        return n
+        return data
 
     def hexdigest(self) -> str:
         return self._hash.hexdigest()
 
 
-def drain(reader: BinaryIO) -> None:
+def drain(reader: Readable) -> None:
     """Read a stream to its end (so a hashing wrapper sees every byte)."""
     while reader.read(CHUNK):
         pass

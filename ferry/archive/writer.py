@@ -47,23 +47,26 @@ class ArchiveWriter:
         )
         return self
 
-    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
-                 tb: TracebackType | None) -> None:
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
         self._stack.__exit__(exc_type, exc, tb)
         if exc_type is None:
             self.digest = ArchiveDigest(self._sink.size, self._sink.hexdigest(), self._compression)
 
     @property
     def tar(self) -> tarfile.TarFile:
-        assert self._tar is not None, "use ArchiveWriter as a context manager"
+        if self._tar is None:
+            raise RuntimeError("use ArchiveWriter as a context manager")
         return self._tar
 
     def add_stream(self, info: tarfile.TarInfo, fileobj: BinaryIO | None = None) -> None:
         """Add one entry; a regular file's bytes come from ``fileobj`` and are hashed."""
         if info.isreg():
-            assert fileobj is not None
+            if fileobj is None:
+                raise ValueError(f"regular file {info.name} needs its bytes")
             reader = HashingReader(fileobj)
-            self.tar.addfile(info, io.BufferedReader(reader, buffer_size=1 << 20))
+            self.tar.addfile(info, reader)
             self.members.append(MemberDigest(info.name, reader.size, reader.hexdigest()))
         else:
             self.tar.addfile(info)
@@ -85,7 +88,7 @@ class ArchiveWriter:
                 self.add_path(child, f"{arcname}/{child.name}")
         elif info.isreg():
             with path.open("rb") as f:
-                self.add_stream(info, f)  # type: ignore[arg-type]
+                self.add_stream(info, f)
         else:
             raise ValueError(f"{path} is not a regular file or directory (mode {oct(st.st_mode)})")
 

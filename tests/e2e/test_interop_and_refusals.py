@@ -14,8 +14,12 @@ from flows.snapshot import snapshot
 from storage.store import SIDECAR_SUFFIX
 from tests.helpers import Host, assert_consecutive_log, wait_for
 
-pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu,
-              pytest.mark.usefixtures("prefect_harness", "staging")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.podman,
+    pytest.mark.criu,
+    pytest.mark.usefixtures("prefect_harness", "staging"),
+]
 
 
 def _running_and_counting(host: Host, name: str, before: int) -> None:
@@ -39,8 +43,9 @@ def test_podman_imports_a_ferry_archive(host: Host, other_host: Host, tmp_path: 
 
 
 @pytest.mark.parametrize("compression", ["zstd", "gzip", "none"])
-def test_ferry_restores_a_podman_export(host: Host, other_host: Host, tmp_path: Path,
-                                        monkeypatch: pytest.MonkeyPatch, compression: str) -> None:
+def test_ferry_restores_a_podman_export(
+    host: Host, other_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str
+) -> None:
     host.run_workload("app")
     counted = host.counter("app")
     export = tmp_path / "podman-export.tar.gz"  # the name lies, as Podman's often does

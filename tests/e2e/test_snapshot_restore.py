@@ -15,13 +15,20 @@ from flows.snapshot import snapshot
 from storage.store import ArchiveStore
 from tests.helpers import Host, assert_consecutive_log, wait_for
 
-pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu,
-              pytest.mark.usefixtures("prefect_harness", "staging")]
+pytestmark = [
+    pytest.mark.root,
+    pytest.mark.podman,
+    pytest.mark.criu,
+    pytest.mark.usefixtures("prefect_harness", "staging"),
+]
 
 
 def _members(archive: Path) -> dict[str, bytes]:
-    with archive.open("rb") as f, zstandard.ZstdDecompressor().stream_reader(f) as plain, \
-            tarfile.open(fileobj=plain, mode="r|") as tar:
+    with (
+        archive.open("rb") as f,
+        zstandard.ZstdDecompressor().stream_reader(f) as plain,
+        tarfile.open(fileobj=plain, mode="r|") as tar,
+    ):
         out = {}
         for info in tar:
             data = tar.extractfile(info)
@@ -51,8 +58,14 @@ def test_stop_mode_snapshot_then_restore(host: Host, tmp_path: Path) -> None:
     assert host.state("app") == "exited"
     archive = Path(result.url.removeprefix("file://"))
     members = _members(archive)
-    for name in ("checkpoint/inventory.img", "config.dump", "spec.dump", "rootfs-diff.tar",
-                 "deleted.files", "ferry-manifest.json"):
+    for name in (
+        "checkpoint/inventory.img",
+        "config.dump",
+        "spec.dump",
+        "rootfs-diff.tar",
+        "deleted.files",
+        "ferry-manifest.json",
+    ):
         assert name in members, name
     assert json.loads(members["deleted.files"]) == ["/etc/deleteme"]
     manifest = json.loads(members["ferry-manifest.json"])
@@ -88,8 +101,9 @@ def test_leave_running_captures_memory_and_rootfs_at_one_instant(host: Host, tmp
     _check_restored(host, "app-copy", 0)
 
 
-def test_restore_on_another_host(host: Host, other_host: Host, tmp_path: Path,
-                                 monkeypatch: pytest.MonkeyPatch) -> None:
+def test_restore_on_another_host(
+    host: Host, other_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     host.run_workload("app")
     counted = host.counter("app")
     result = snapshot("app", f"file://{tmp_path}/store")
@@ -122,7 +136,8 @@ def test_unwritable_store_fails_before_the_container_stops(host: Host, tmp_path:
 
 
 def test_failed_upload_in_stop_mode_restores_the_container_here(
-        host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     host.run_workload("app")
     counted = host.counter("app")
     store = f"file://{tmp_path}/store"
