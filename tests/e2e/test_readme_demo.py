@@ -29,8 +29,17 @@ def test_readme_demo_command_runs(real_criu: None, tmp_path: Path) -> None:
     assert "demo OK" in proc.stdout
     lines = proc.stdout.splitlines()
     assert any(line.startswith("archive: file://") for line in lines)
-    subprocess.run(
-        ["podman", "--root", str(tmp_path / "demo" / "root"), "rm", "-af", "-t", "0"],
-        capture_output=True,
-        check=False,
-    )
+    demo = str(tmp_path / "demo")
+    runroot = "/run/ferry-demo-" + hashlib.md5(f"{demo}\n".encode()).hexdigest()[:8]  # noqa: S324
+    podman = [
+        "podman",
+        "--root",
+        f"{demo}/root",
+        "--runroot",
+        runroot,
+        "--cgroup-manager=cgroupfs",
+        "--events-backend=file",
+        "--runtime",
+        "runc",
+    ]
+    subprocess.run([*podman, "rm", "-af", "-t", "0"], capture_output=True, check=False)
