@@ -195,6 +195,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("ferry: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # an operator gets a paragraph, not a traceback
+        print(
+            f"ferry {args.command} failed unexpectedly ({type(exc).__name__}): {exc}\n"
+            "This is a bug in ferry or an unforeseen condition; run again with -v for the full "
+            "logs and report them.",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
 
 
 if __name__ == "__main__":
