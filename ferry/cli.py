@@ -8,8 +8,10 @@ import logging
 import os
 import sys
 from collections.abc import Sequence
+from datetime import timedelta
 
-from ferry.errors import FerryError
+from ferry.errors import FerryError, UsageError
+from storage.options import resolve
 
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
@@ -31,9 +33,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("snapshot", help="checkpoint a container into a store; prints the archive URL")
     s.add_argument("container")
-    s.add_argument(
-        "--to", required=True, metavar="URL", help="store URL (file:///path, s3://bucket/prefix, gs://...)"
-    )
+    s.add_argument("--to", required=True, metavar="URL", help="store URL (file:///path, s3://bucket/prefix, gs://...)")
     s.add_argument(
         "--leave-running",
         action="store_true",
@@ -54,6 +54,14 @@ def _parser() -> argparse.ArgumentParser:
     ls.add_argument("url", metavar="URL")
     ls.add_argument("--container", help="only this container's archives")
     ls.add_argument("--json", action="store_true")
+    ls.add_argument("--all", action="store_true", help="also list incomplete uploads left by interrupted runs")
+
+    pr = sub.add_parser("prune", help="delete old archives per container; never the newest one")
+    pr.add_argument("url", metavar="URL")
+    pr.add_argument("--keep", type=int, metavar="N", help="keep the N newest archives of each container")
+    pr.add_argument("--older-than", metavar="DURATION", help="only delete archives older than this (30d, 12h, 90m)")
+    pr.add_argument("--container", help="only this container's archives")
+    pr.add_argument("--dry-run", action="store_true", help="say what would be deleted, delete nothing")
 
     v = sub.add_parser("verify", help="check an archive's integrity and safety without restoring it")
     v.add_argument("archive", metavar="ARCHIVE_URL")
@@ -97,7 +105,9 @@ def cmd_restore(args: argparse.Namespace) -> int:
 def cmd_ls(args: argparse.Namespace) -> int:
     from storage.store import ArchiveStore
 
-    entries = ArchiveStore(args.url).list(args.container)
+    store = ArchiveStore(args.url, resolve(None))
+    entries = store.archives(args.container)
+    incomplete = store.incomplete() if args.all else []
     if args.json:
         print(
             json.dumps(
@@ -118,6 +128,8 @@ def cmd_ls(args: argparse.Namespace) -> int:
             )
         )
         return 0
+    for url in incomplete:
+        print(f"INCOMPLETE {url}")
     if not entries:
         print(f"no complete archives under {args.url}", file=sys.stderr)
         return 0
@@ -131,28 +143,43 @@ def cmd_ls(args: argparse.Namespace) -> int:
     return 0
 
 
+def parse_duration(text: str) -> timedelta:
+    units = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
+    try:
+        return timedelta(seconds=float(text[:-1]) * units[text[-1]])
+    except (KeyError, ValueError, IndexError) as exc:
+        raise UsageError(f"Cannot read duration {text!r}: use a number and a unit, e.g. 30d, 12h, 90m.") from exc
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    from storage.store import ArchiveStore
+
+    older = parse_duration(args.older_than) if args.older_than else None
+    store = ArchiveStore(args.url, resolve(None))
+    doomed = store.prune(keep=args.keep, older_than=older, container=args.container, dry_run=args.dry_run)
+    verb = "would delete" if args.dry_run else "deleted"
+    for entry in doomed:
+        print(f"{verb} {entry.url}")
+    print(f"{verb} {len(doomed)} archive(s)", file=sys.stderr)
+    return 0
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
     from ferry.archive.reader import verify
     from storage.store import open_archive, read_sidecar
 
-    sidecar = read_sidecar(args.archive)
-    with open_archive(args.archive) as f:
+    options = resolve(None)
+    sidecar = read_sidecar(args.archive, options)
+    with open_archive(args.archive, options) as f:
         report = verify(f, sidecar=sidecar, require_manifest=not args.allow_unverified)
-    state = (
-        "verified against its manifest"
-        if report.manifest
-        else "NO MANIFEST: paths checked, integrity unknown"
-    )
+    state = "verified against its manifest" if report.manifest else "NO MANIFEST: paths checked, integrity unknown"
     print(f"{args.archive}: OK, {state}")
     print(f"  container {report.name} image {report.image_name} ({report.image_id[:12]})")
     print(
         f"  {len(report.members)} members, {report.archive_size} bytes {report.compression}, "
         f"sha256 {report.archive_sha256}"
     )
-    print(
-        f"  rootfs diff: {report.diff_files} files, {report.diff_bytes} bytes; "
-        f"{len(report.deleted)} deleted paths"
-    )
+    print(f"  rootfs diff: {report.diff_files} files, {report.diff_bytes} bytes; {len(report.deleted)} deleted paths")
     return 0
 
 
@@ -173,6 +200,7 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 
 COMMANDS = {
+    "prune": cmd_prune,
     "snapshot": cmd_snapshot,
     "restore": cmd_restore,
     "ls": cmd_ls,

@@ -44,9 +44,7 @@ class UsageError(FerryError, ValueError):
 class RuntimeCommandError(FerryError):
     area = "runtime"
 
-    def __init__(
-        self, message: str, *, argv: list[str] | None = None, stderr: str = "", log_tail: str = ""
-    ) -> None:
+    def __init__(self, message: str, *, argv: list[str] | None = None, stderr: str = "", log_tail: str = "") -> None:
         parts = [message]
         if argv:
             parts.append(f"Command: {' '.join(argv)}")

@@ -107,14 +107,10 @@ class Podman:
         if proc.returncode != 0:
             log = _LOG_FILE_RE.search(proc.stderr)
             log_path = log.group(1) if log else log_hint
-            raise error(
-                f"Cannot {what}.", argv=argv, stderr=proc.stderr, log_tail=tail(log_path) if log_path else ""
-            )
+            raise error(f"Cannot {what}.", argv=argv, stderr=proc.stderr, log_tail=tail(log_path) if log_path else "")
         return proc
 
-    def _json(
-        self, args: list[str], *, what: str, error: type[RuntimeCommandError] = RuntimeCommandError
-    ) -> Any:
+    def _json(self, args: list[str], *, what: str, error: type[RuntimeCommandError] = RuntimeCommandError) -> Any:
         out = self._run(args, what=what, error=error).stdout
         try:
             return json.loads(out)
@@ -132,9 +128,7 @@ class Podman:
                     f"There is no container {container!r} on this host (podman: "
                     f"{' '.join(self.prefix)}). Check the name with `podman ps -a`.",
                 )
-            raise RuntimeCommandError(
-                f"Cannot inspect container {container!r}.", argv=argv, stderr=proc.stderr
-            )
+            raise RuntimeCommandError(f"Cannot inspect container {container!r}.", argv=argv, stderr=proc.stderr)
         data = json.loads(proc.stdout)[0]
         return ContainerInfo(
             id=data["Id"],

@@ -20,17 +20,16 @@ def restore(
     name: Annotated[str | None, Field(description="New container name (default: the original name)")] = None,
     allow_unverified: Annotated[
         bool,
-        Field(
-            description="Accept an archive without a ferry manifest (e.g. a Podman export); "
-            "paths are still checked"
-        ),
+        Field(description="Accept an archive without a ferry manifest (e.g. a Podman export); paths are still checked"),
     ] = False,
-    storage_options: Annotated[
-        dict[str, Any] | None, Field(description="fsspec options for the store")
+    storage_options: Annotated[dict[str, Any] | None, Field(description="fsspec options for the store")] = None,
+    storage_secret: Annotated[
+        str | None,
+        Field(description="Name of a Prefect Secret block holding a JSON object of storage credentials"),
     ] = None,
 ) -> Restored:
     staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
-    fetched = download_task(archive, staging, storage_options)
+    fetched = download_task(archive, staging, storage_options, storage_secret)
     verified = verify_task(fetched, allow_unverified)
     prepared = apply_diff_task(verified, name)
     restored = restore_task(prepared)

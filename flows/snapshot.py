@@ -33,26 +33,26 @@ class SnapshotResult:
 @flow(name="ferry-snapshot", log_prints=True)
 def snapshot(
     container: Annotated[str, Field(min_length=1, description="Container name or id on this host")],
-    to: Annotated[
-        str, Field(min_length=1, description="Store URL: file:///path, s3://bucket/prefix, gs://...")
-    ],
+    to: Annotated[str, Field(min_length=1, description="Store URL: file:///path, s3://bucket/prefix, gs://...")],
     leave_running: Annotated[
         bool,
         Field(description="Keep the container running (nightly backup) instead of stopping it (migration)"),
     ] = False,
     compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
-    storage_options: Annotated[
-        dict[str, Any] | None, Field(description="fsspec options for the store")
+    storage_options: Annotated[dict[str, Any] | None, Field(description="fsspec options for the store")] = None,
+    storage_secret: Annotated[
+        str | None,
+        Field(description="Name of a Prefect Secret block holding a JSON object of storage credentials"),
     ] = None,
 ) -> SnapshotResult:
-    subject = inspect_task(container, to, storage_options)
+    subject = inspect_task(container, to, storage_options, storage_secret)
     staging = new_run_dir("snapshot", subject.info.name)
     with frozen(subject.info):
         diff = rootfs_diff_task(subject.info, staging)
         dumped = dump_task(subject.info, staging, leave_running)
     try:
         archive = archive_task(subject, dumped, diff, compress)
-        url = upload_task(archive, to, storage_options)
+        url = upload_task(archive, to, storage_options, storage_secret)
     except Exception as exc:
         if not leave_running:
             rollback_task(subject.info, exc)

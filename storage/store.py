@@ -19,6 +19,7 @@ import posixpath
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -37,6 +38,8 @@ from ferry.errors import (
 SIDECAR_SUFFIX = ".ferry.json"
 PARTIAL_SUFFIX = ".partial"
 CHUNK = 8 << 20
+BLOCK_SIZE = 8 << 20  # multipart part size: bounded memory, above S3's 5 MiB minimum
+ARCHIVE_SUFFIXES = (".tar.zst", ".tar.gz", ".tar")
 
 
 @dataclass(frozen=True)
@@ -71,8 +74,7 @@ def _translated(action: str, url: str) -> Iterator[None]:
         raise ArchiveNotFoundError(f"Cannot {action}: {url} does not exist.") from exc
     except PermissionError as exc:
         raise AccessDeniedError(
-            f"Cannot {action} {url}: permission denied. Check the credentials and "
-            "the bucket/directory permissions."
+            f"Cannot {action} {url}: permission denied. Check the credentials and the bucket/directory permissions."
         ) from exc
     except OSError as exc:
         raise StoreError(f"Cannot {action} {url}: {exc}") from exc
@@ -96,7 +98,10 @@ class ArchiveStore:
         """Write and delete a small probe object, so a bad URL fails before a container stops."""
         probe = posixpath.join(self.root, f".ferry-probe-{uuid.uuid4().hex}")
         with _translated("write to the store", self.url):
-            self.fs.makedirs(self.root, exist_ok=True)
+            if isinstance(self.fs, LocalFileSystem):
+                self.fs.makedirs(self.root, exist_ok=True)
+            # Never makedirs on object stores: s3fs would create a missing bucket, and a
+            # mistyped bucket name must fail here instead.
             self.fs.pipe_file(probe, b"ferry")
             self.fs.rm_file(probe)
 
@@ -105,9 +110,16 @@ class ArchiveStore:
     def put_archive(self, local: Path, key: str, sidecar: Sidecar) -> str:
         """Upload ``local`` as ``key`` then commit its sidecar; returns the archive URL."""
         url = self.url_of(key)
-        with self.open_archive_writer(key) as sink, local.open("rb") as src:
-            while chunk := src.read(CHUNK):
-                sink.write(chunk)
+        if isinstance(self.fs, LocalFileSystem):
+            with self.open_archive_writer(key) as sink, local.open("rb") as src:
+                while chunk := src.read(CHUNK):
+                    sink.write(chunk)
+        else:
+            # Object stores publish an object only when its upload completes (single PUT, or
+            # the final call of a multipart/resumable upload), and put_file sends large files'
+            # parts in parallel and aborts the upload on error.
+            with _translated("upload the archive to", url):
+                self.fs.put_file(str(local), posixpath.join(self.root, key))
         self.commit_sidecar(key, sidecar)
         return url
 
@@ -122,8 +134,8 @@ class ArchiveStore:
         path = posixpath.join(self.root, key)
         url = self.url_of(key)
         with _translated("write the archive", url):
-            self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
             if isinstance(self.fs, LocalFileSystem):
+                self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
                 tmp = f"{path}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
                 try:
                     with open(tmp, "wb") as f:  # noqa: PTH123 - local path from fsspec
@@ -136,7 +148,7 @@ class ArchiveStore:
                         os.unlink(tmp)  # noqa: PTH108
                     raise
             else:
-                f = self.fs.open(path, "wb", autocommit=False)
+                f = self.fs.open(path, "wb", autocommit=False, block_size=BLOCK_SIZE)
                 try:
                     yield f
                     f.close()
@@ -153,7 +165,7 @@ class ArchiveStore:
 
     # -- reading ----------------------------------------------------------------------------
 
-    def list(self, container: str | None = None) -> list[Entry]:
+    def archives(self, container: str | None = None) -> list[Entry]:
         """Complete archives, newest first (per container when ``container`` is given)."""
         pattern = f"{container}/*{SIDECAR_SUFFIX}" if container else f"*/*{SIDECAR_SUFFIX}"
         with _translated("list", self.url):
@@ -171,6 +183,73 @@ class ArchiveStore:
                 entries.append(Entry(_unstrip(self.fs, archive), sidecar))
         entries.sort(key=lambda e: (e.sidecar.manifest.created, e.url), reverse=True)
         return entries
+
+    def incomplete(self) -> list[str]:
+        """What an interrupted upload may have left: archive objects without a sidecar,
+        temporary ``.partial`` files, and (S3) multipart uploads never completed."""
+        with _translated("list", self.url):
+            paths = self.fs.glob(posixpath.join(self.root, "*/*"))
+        names = set(paths)
+        found = [
+            _unstrip(self.fs, p)
+            for p in sorted(paths)
+            if p.endswith(PARTIAL_SUFFIX) or (p.endswith(ARCHIVE_SUFFIXES) and p + SIDECAR_SUFFIX not in names)
+        ]
+        list_mpu = getattr(self.fs, "list_multipart_uploads", None)
+        if list_mpu is not None:
+            bucket = self.root.split("/", 1)[0]
+            with _translated("list multipart uploads in", self.url):
+                uploads = list_mpu(bucket)
+            prefix = self.root.split("/", 1)[1] + "/" if "/" in self.root else ""
+            found += [
+                f"{_unstrip(self.fs, bucket + '/' + u['Key'])} (multipart upload {u['UploadId'][:12]}...)"
+                for u in uploads
+                if u["Key"].startswith(prefix)
+            ]
+        return found
+
+    def prune(
+        self,
+        *,
+        keep: int | None = None,
+        older_than: timedelta | None = None,
+        container: str | None = None,
+        dry_run: bool = False,
+        now: datetime | None = None,
+    ) -> list[Entry]:
+        """Delete complete archives beyond the newest ``keep`` and/or older than ``older_than``,
+        per container. The newest complete snapshot of a container is never deleted."""
+        if keep is None and older_than is None:
+            raise UsageError("Say what to prune: --keep N and/or --older-than DURATION.")
+        if keep is not None and keep < 1:
+            raise UsageError("--keep must be at least 1: ferry never deletes the newest snapshot.")
+        cutoff = (now or datetime.now(UTC)) - older_than if older_than is not None else None
+        by_container: dict[str, list[Entry]] = {}
+        for entry in self.archives(container):
+            by_container.setdefault(entry.sidecar.manifest.container.name, []).append(entry)
+        doomed = []
+        for entries in by_container.values():
+            for index, entry in enumerate(entries):  # newest first
+                if index == 0 or (keep is not None and index < keep):
+                    continue
+                if cutoff is not None and _created(entry) >= cutoff:
+                    continue
+                doomed.append(entry)
+        if not dry_run:
+            for entry in doomed:
+                self.delete(entry.url)
+        return doomed
+
+    def delete(self, archive_url: str) -> None:
+        """Sidecar first: the archive stops counting as complete before its bytes go."""
+        _, path = _fs(archive_url, self.storage_options)
+        with _translated("delete", archive_url):
+            self.fs.rm_file(path + SIDECAR_SUFFIX)
+            self.fs.rm_file(path)
+
+
+def _created(entry: Entry) -> datetime:
+    return datetime.fromisoformat(entry.sidecar.manifest.created.replace("Z", "+00:00"))
 
 
 def read_sidecar(archive_url: str, storage_options: dict[str, Any] | None = None) -> Sidecar | None:

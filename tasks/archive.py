@@ -29,9 +29,7 @@ class ArchiveResult:
     manifest: Manifest
 
 
-def build_archive(
-    subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd"
-) -> ArchiveResult:
+def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd") -> ArchiveResult:
     comp: Compression = check_compression(compression)
     info = subject.info
     out_path = dumped.export.parent / f"archive{SUFFIX[comp]}"
@@ -49,9 +47,7 @@ def build_archive(
             with tarfile.open(dumped.export, "r|") as dump_tar:
                 for member in dump_tar:
                     if member.name in (ROOTFS_DIFF, DELETED_FILES):
-                        raise CheckpointError(
-                            f"Podman's export of {info.name!r} unexpectedly holds {member.name}."
-                        )
+                        raise CheckpointError(f"Podman's export of {info.name!r} unexpectedly holds {member.name}.")
                     data = dump_tar.extractfile(member) if member.isreg() else None
                     writer.add_stream(member, data)  # type: ignore[arg-type]
             if diff.tar is not None:
@@ -65,7 +61,5 @@ def build_archive(
 
 
 @task(name="archive", retries=0)
-def archive_task(
-    subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd"
-) -> ArchiveResult:
+def archive_task(subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd") -> ArchiveResult:
     return build_archive(subject, dumped, diff, compression)

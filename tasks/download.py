@@ -9,6 +9,7 @@ from typing import Any
 from prefect import task
 
 from ferry.archive.manifest import Sidecar
+from storage.options import resolve
 from storage.store import download as fetch
 from storage.store import read_sidecar
 from tasks.upload import transient
@@ -22,13 +23,18 @@ class Fetched:
     sidecar: Sidecar | None  # None: no ferry sidecar (e.g. a Podman export)
 
 
-def download(url: str, staging: Path, storage_options: dict[str, Any] | None = None) -> Fetched:
-    sidecar = read_sidecar(url, storage_options)
+def download(
+    url: str, staging: Path, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
+) -> Fetched:
+    options = resolve(storage_options, storage_secret)
+    sidecar = read_sidecar(url, options)
     dest = staging / "download.archive"
-    size = fetch(url, dest, storage_options)
+    size = fetch(url, dest, options)
     return Fetched(url, dest, size, sidecar)
 
 
 @task(name="download", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
-def download_task(url: str, staging: Path, storage_options: dict[str, Any] | None = None) -> Fetched:
-    return download(url, staging, storage_options)
+def download_task(
+    url: str, staging: Path, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
+) -> Fetched:
+    return download(url, staging, storage_options, storage_secret)

@@ -25,9 +25,7 @@ class DumpResult:
     finished: str
 
 
-def dump(
-    info: ContainerInfo, staging: Path, leave_running: bool, runtime: Podman | None = None
-) -> DumpResult:
+def dump(info: ContainerInfo, staging: Path, leave_running: bool, runtime: Podman | None = None) -> DumpResult:
     runtime = runtime or Podman()
     started = utcnow()
     stats = runtime.checkpoint(info, staging / "dump.tar", leave_running=leave_running)

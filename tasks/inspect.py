@@ -9,6 +9,7 @@ from prefect import task
 
 from ferry.archive.manifest import Source
 from ferry.runtime import ContainerInfo, Podman
+from storage.options import resolve
 from storage.store import ArchiveStore
 
 
@@ -22,15 +23,21 @@ def inspect(
     container: str,
     store_url: str,
     storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
     runtime: Podman | None = None,
 ) -> Subject:
     """Look the container up and make sure the store takes writes, before anything stops."""
     runtime = runtime or Podman()
     info = runtime.inspect(container)
-    ArchiveStore(store_url, storage_options).check_writable()
+    ArchiveStore(store_url, resolve(storage_options, storage_secret)).check_writable()
     return Subject(info, runtime.source())
 
 
 @task(name="inspect", retries=0)
-def inspect_task(container: str, store_url: str, storage_options: dict[str, Any] | None = None) -> Subject:
-    return inspect(container, store_url, storage_options)
+def inspect_task(
+    container: str,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> Subject:
+    return inspect(container, store_url, storage_options, storage_secret)

@@ -9,12 +9,18 @@ from prefect import task
 from ferry.archive.compression import SUFFIX
 from ferry.archive.manifest import Sidecar
 from ferry.errors import ArchiveNotFoundError, StoreError, UsageError
+from storage.options import resolve
 from storage.store import ArchiveStore
 from tasks.archive import ArchiveResult
 
 
-def upload(archive: ArchiveResult, store_url: str, storage_options: dict[str, Any] | None = None) -> str:
-    store = ArchiveStore(store_url, storage_options)
+def upload(
+    archive: ArchiveResult,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> str:
+    store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
     manifest = archive.manifest
     key = store.key_for(
         manifest.container.name,
@@ -47,5 +53,10 @@ def transient(task: object, task_run: object, state: Any) -> bool:
 
 
 @task(name="upload", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
-def upload_task(archive: ArchiveResult, store_url: str, storage_options: dict[str, Any] | None = None) -> str:
-    return upload(archive, store_url, storage_options)
+def upload_task(
+    archive: ArchiveResult,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> str:
+    return upload(archive, store_url, storage_options, storage_secret)

@@ -21,9 +21,7 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 
 def _require(ok: bool, what: str) -> None:
     if not ok:
-        pytest.fail(
-            f"this test needs {what}; run .ci/run (or scripts/setup-host) to install it", pytrace=False
-        )
+        pytest.fail(f"this test needs {what}; run .ci/run (or scripts/setup-host) to install it", pytrace=False)
 
 
 @pytest.fixture(scope="session")

@@ -68,12 +68,8 @@ class Host:
     def env_value(self) -> str:
         return shlex.join(self.prefix)
 
-    def podman(
-        self, *args: str, check: bool = True, timeout: float = 300
-    ) -> subprocess.CompletedProcess[str]:
-        proc = subprocess.run(
-            [*self.prefix, *args], capture_output=True, text=True, timeout=timeout, check=False
-        )
+    def podman(self, *args: str, check: bool = True, timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        proc = subprocess.run([*self.prefix, *args], capture_output=True, text=True, timeout=timeout, check=False)
         if check and proc.returncode != 0:
             raise AssertionError(f"podman {' '.join(args)} failed: {proc.stderr}")
         return proc
@@ -101,9 +97,7 @@ class Host:
     def cleanup(self) -> None:
         self.podman("rm", "-af", "-t", "0", check=False)
         self.podman("image", "prune", "-af", check=False)
-        subprocess.run(
-            ["umount", "-R", str(self.base / "root" / "overlay")], capture_output=True, check=False
-        )
+        subprocess.run(["umount", "-R", str(self.base / "root" / "overlay")], capture_output=True, check=False)
 
 
 def wait_for(predicate, *, what: str, timeout: float = 60, interval: float = 0.1) -> None:  # type: ignore[no-untyped-def]

@@ -107,15 +107,13 @@ class DiffChecker:
             )
         if info.mode & SETID and not info.isdir():
             raise UnsafeArchiveError(
-                f"{where}: {name!r} has the setuid/setgid bit; ferry refuses to install "
-                "set-id files from an archive."
+                f"{where}: {name!r} has the setuid/setgid bit; ferry refuses to install set-id files from an archive."
             )
         if info.islnk():
             target = confined(info.linkname, where=f"{where} hardlink {name!r}")
             if target not in self._files:
                 raise UnsafeArchiveError(
-                    f"{where}: hardlink {name!r} points at {info.linkname!r}, which is not a file "
-                    "earlier in the diff."
+                    f"{where}: hardlink {name!r} points at {info.linkname!r}, which is not a file earlier in the diff."
                 )
         if info.issym():
             self._symlinks.add(name)

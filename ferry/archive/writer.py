@@ -42,9 +42,7 @@ class ArchiveWriter:
 
     def __enter__(self) -> ArchiveWriter:
         stream = self._stack.enter_context(compressing(self._sink, self._compression))  # type: ignore[arg-type]
-        self._tar = self._stack.enter_context(
-            tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT)
-        )
+        self._tar = self._stack.enter_context(tarfile.open(fileobj=stream, mode="w|", format=tarfile.PAX_FORMAT))
         return self
 
     def __exit__(

@@ -19,9 +19,7 @@ def cli_env(host: Host, prefect_harness: None, tmp_path: Path) -> dict[str, str]
     from prefect.settings import PREFECT_API_URL
 
     # Point the CLI at the harness's server so each call skips starting its own.
-    return env_with(
-        host, PREFECT_API_URL=str(PREFECT_API_URL.value()), FERRY_STAGING=str(tmp_path / "staging")
-    )
+    return env_with(host, PREFECT_API_URL=str(PREFECT_API_URL.value()), FERRY_STAGING=str(tmp_path / "staging"))
 
 
 def ferry(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
@@ -59,9 +57,7 @@ def test_snapshot_ls_verify_restore(host: Host, cli_env: dict[str, str], tmp_pat
     wait_for(lambda: host.counter("app-2") > before, what="the restored copy to count")
 
 
-def test_failures_exit_nonzero_with_an_operator_message(
-    host: Host, cli_env: dict[str, str], tmp_path: Path
-) -> None:
+def test_failures_exit_nonzero_with_an_operator_message(host: Host, cli_env: dict[str, str], tmp_path: Path) -> None:
     missing = ferry(cli_env, "snapshot", "ghost", "--to", f"file://{tmp_path}/store")
     assert missing.returncode == 1
     assert "no container 'ghost'" in missing.stderr

@@ -101,9 +101,7 @@ def test_leave_running_captures_memory_and_rootfs_at_one_instant(host: Host, tmp
     _check_restored(host, "app-copy", 0)
 
 
-def test_restore_on_another_host(
-    host: Host, other_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_restore_on_another_host(host: Host, other_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     host.run_workload("app")
     counted = host.counter("app")
     result = snapshot("app", f"file://{tmp_path}/store")
@@ -150,4 +148,4 @@ def test_failed_upload_in_stop_mode_restores_the_container_here(
         snapshot("app", store)
 
     _check_restored(host, "app", counted)
-    assert ArchiveStore(store).list() == []
+    assert ArchiveStore(store).archives() == []

@@ -24,7 +24,7 @@ def test_put_then_list_newest_first(tmp_path: Path) -> None:
         key = store.key_for("app", created, "h", "a" * 64, ".tar.zst")
         url = store.put_archive(src, key, _sidecar(key.rsplit("/", 1)[-1], created))
         assert url.startswith("file://") and url.endswith(".tar.zst")
-    entries = store.list()
+    entries = store.archives()
     assert [e.sidecar.manifest.created[:7] for e in entries] == ["2026-02", "2026-01"]
     assert read_sidecar(entries[0].url) == entries[0].sidecar
     out = tmp_path / "out"
@@ -42,7 +42,7 @@ def test_exception_mid_write_leaves_nothing(tmp_path: Path) -> None:
 def test_archive_without_sidecar_is_not_listed(tmp_path: Path) -> None:
     (tmp_path / "app").mkdir()
     (tmp_path / "app" / "orphan.tar.zst").write_bytes(b"half an upload")
-    assert ArchiveStore(str(tmp_path)).list() == []
+    assert ArchiveStore(str(tmp_path)).archives() == []
     assert read_sidecar(str(tmp_path / "app" / "orphan.tar.zst")) is None
 
 
