@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.helpers import IMAGE, Host, build_rootfs_tar
+from tests.servers import S3Server, moto_server
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
@@ -34,6 +35,13 @@ def real_criu() -> None:
         proc.returncode == 0,
         f"a CRIU that passes `criu check` first on PATH (got: {proc.stderr.strip()[-200:]})",
     )
+
+
+@pytest.fixture(scope="session")
+def s3() -> Iterator[S3Server]:
+    """A moto S3 server on 127.0.0.1 for the whole session; tests use their own buckets."""
+    with moto_server() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")

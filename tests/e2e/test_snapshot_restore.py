@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import tarfile
+import uuid
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from flows.restore import restore
 from flows.snapshot import snapshot
 from storage.store import ArchiveStore
 from tests.helpers import Host, assert_consecutive_log, wait_for
+from tests.servers import S3Server
 
 pytestmark = [
     pytest.mark.root,
@@ -149,3 +151,30 @@ def test_failed_upload_in_stop_mode_restores_the_container_here(
 
     _check_restored(host, "app", counted)
     assert ArchiveStore(store).archives() == []
+
+
+@pytest.mark.server
+def test_snapshot_to_s3_and_restore_on_another_host(
+    host: Host, other_host: Host, s3: S3Server, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bucket = f"ferry-e2e-{uuid.uuid4().hex[:8]}"
+    s3.make_bucket(bucket)
+    options = s3.options()
+    host.run_workload("app")
+    counted = host.counter("app")
+
+    result = snapshot("app", f"s3://{bucket}/nightly", storage_options=options)
+
+    assert result.url.startswith(f"s3://{bucket}/nightly/app/")
+    assert [e.url for e in ArchiveStore(f"s3://{bucket}/nightly", options).archives()] == [result.url]
+    monkeypatch.setenv("FERRY_PODMAN", other_host.env_value)
+    restore(result.url, storage_options=options)
+    _check_restored(other_host, "app", counted)
+
+
+@pytest.mark.server
+def test_missing_bucket_fails_before_the_container_stops(host: Host, s3: S3Server) -> None:
+    host.run_workload("app")
+    with pytest.raises(StoreError, match="no-such-bucket"):
+        snapshot("app", "s3://no-such-bucket-ferry/nightly", storage_options=s3.options())
+    assert host.state("app") == "running"

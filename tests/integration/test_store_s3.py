@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -15,12 +14,6 @@ from tests.servers import S3Server, moto_server
 from tests.store_contract import StoreContract
 
 pytestmark = pytest.mark.server
-
-
-@pytest.fixture(scope="session")
-def s3() -> Iterator[S3Server]:
-    with moto_server() as server:
-        yield server
 
 
 class TestS3Store(StoreContract):
