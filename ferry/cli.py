@@ -40,10 +40,12 @@ def _parser() -> argparse.ArgumentParser:
         help="keep the container running (backup) instead of stopping it (migration)",
     )
     s.add_argument("--compress", choices=("zstd", "gzip", "none"), default="zstd")
+    s.add_argument("--with-image", action="store_true", help="also store the image (once per image id)")
 
     r = sub.add_parser("restore", help="restore a container from an archive URL")
-    r.add_argument("archive", metavar="ARCHIVE_URL")
+    r.add_argument("archive", metavar="URL", help="the archive's URL; with --latest, the store's URL")
     r.add_argument("--name", help="restore under this name instead of the original")
+    r.add_argument("--latest", metavar="CONTAINER", help="restore the newest complete snapshot of CONTAINER")
     r.add_argument(
         "--allow-unverified",
         action="store_true",
@@ -84,7 +86,9 @@ def _quiet_prefect(verbose: bool) -> None:
 def cmd_snapshot(args: argparse.Namespace) -> int:
     from flows.snapshot import snapshot
 
-    result = snapshot(args.container, args.to, leave_running=args.leave_running, compress=args.compress)
+    result = snapshot(
+        args.container, args.to, leave_running=args.leave_running, compress=args.compress, with_image=args.with_image
+    )
     print(
         f"snapshot of {result.container} ({result.mode}): {result.archive_bytes} bytes, "
         f"frozen {result.frozen_ms:.0f} ms",
@@ -97,7 +101,7 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from flows.restore import restore
 
-    result = restore(args.archive, name=args.name, allow_unverified=args.allow_unverified)
+    result = restore(args.archive, name=args.name, latest=args.latest, allow_unverified=args.allow_unverified)
     print(f"restored container {result.name} ({result.id[:12]}), {result.state}")
     return 0
 

@@ -181,6 +181,16 @@ class Podman:
         argv = [*self.prefix, "image", "exists", image]
         return subprocess.run(argv, capture_output=True, check=False, timeout=120).returncode == 0
 
+    def save_image(self, image: str, dest: Path) -> None:
+        """``podman save`` as an OCI archive: loading it elsewhere keeps the same image id."""
+        self._run(["image", "save", "--format", "oci-archive", "-o", str(dest), image], what=f"save image {image}")
+
+    def load_image(self, archive: Path) -> None:
+        self._run(["image", "load", "-i", str(archive)], what=f"load the image from {archive.name}")
+
+    def tag_image(self, image: str, name: str) -> None:
+        self._run(["image", "tag", image, name], what=f"tag image {image[:12]} as {name}")
+
     def remove(self, container: str, *, force: bool = False) -> None:
         args = ["container", "rm", *(["--force"] if force else []), container]
         self._run(args, what=f"remove container {container!r}")

@@ -18,6 +18,7 @@ from tasks.freeze import frozen
 from tasks.inspect import inspect_task
 from tasks.rollback import rollback_task
 from tasks.rootfs_diff import rootfs_diff_task
+from tasks.ship_image import ship_image_task
 from tasks.upload import upload_task
 
 
@@ -28,6 +29,7 @@ class SnapshotResult:
     mode: str
     archive_bytes: int
     frozen_ms: float
+    image_url: str = ""
 
 
 @flow(name="ferry-snapshot", log_prints=True)
@@ -40,6 +42,9 @@ def snapshot(
     ] = False,
     compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
     storage_options: Annotated[dict[str, Any] | None, Field(description="fsspec options for the store")] = None,
+    with_image: Annotated[
+        bool, Field(description="Also store the container's image (once per image id) for restores on fresh hosts")
+    ] = False,
     storage_secret: Annotated[
         str | None,
         Field(description="Name of a Prefect Secret block holding a JSON object of storage credentials"),
@@ -47,6 +52,7 @@ def snapshot(
 ) -> SnapshotResult:
     subject = inspect_task(container, to, storage_options, storage_secret)
     staging = new_run_dir("snapshot", subject.info.name)
+    image = ship_image_task(subject, to, staging, storage_options, storage_secret) if with_image else ""
     with frozen(subject.info):
         diff = rootfs_diff_task(subject.info, staging)
         dumped = dump_task(subject.info, staging, leave_running)
@@ -59,5 +65,5 @@ def snapshot(
         raise
     remove_run_dir(staging)
     return SnapshotResult(
-        url, subject.info.name, archive.manifest.mode, archive.digest.size, dumped.stats.frozen_us / 1000
+        url, subject.info.name, archive.manifest.mode, archive.digest.size, dumped.stats.frozen_us / 1000, image
     )

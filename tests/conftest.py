@@ -97,3 +97,13 @@ def other_host(host: Host) -> Iterator[Host]:
     yield h
     h.cleanup()
     shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture
+def bare_host(host: Host) -> Iterator[Host]:
+    """A brand-new store that has never seen the test image: a host after a disaster."""
+    base = Path(str(host.base)[:-1] + "c")
+    h = Host(base)
+    yield h
+    h.cleanup()
+    shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,62 @@
+"""Restore stage 6b, load image: make sure this host has the container's exact image.
+
+Podman restores only onto the very same image id. When this host lacks it, the image shipped
+with ``--with-image`` is fetched from the archive's store, checked against its record, and
+loaded; when the store does not have it either, the operator is told what to do.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prefect import task
+
+from ferry.errors import RestoreError
+from ferry.runtime import Podman
+from storage.images import find_image, get_image, image_url
+from storage.options import resolve
+from storage.store import ArchiveStore
+from tasks.verify import Verified
+
+
+def store_of(archive_url: str) -> str:
+    """The store an archive URL lives in: ``<store>/<container>/<archive>``."""
+    return archive_url.rstrip("/").rsplit("/", 2)[0]
+
+
+def load_image(
+    verified: Verified,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+    runtime: Podman | None = None,
+) -> str:
+    """Returns how the image was found: "present" or the URL it was loaded from."""
+    runtime = runtime or Podman()
+    report = verified.report
+    if report.image_id and runtime.image_exists(report.image_id):
+        return "present"
+    store = ArchiveStore(store_of(verified.fetched.url), resolve(storage_options, storage_secret))
+    record = find_image(store, report.image_id) if report.image_id else None
+    if record is None:
+        raise RestoreError(
+            f"The container's image {report.image_name or '?'} (id {report.image_id[:12] or '?'}) is neither on "
+            f"this host nor in the store {store.url}, and Podman needs that very image id to restore. Snapshot "
+            "with --with-image to ship it, or copy it from a host that has it (`podman save IMAGE | podman load`)."
+        )
+    local = verified.fetched.path.with_name("image.oci.tar.zst")
+    get_image(store, record, local)
+    runtime.load_image(local)
+    local.unlink()
+    if report.image_name:
+        # Saved by id (a tag may have moved since), so the name Podman restores by is set here.
+        runtime.tag_image(report.image_id, report.image_name)
+    if not runtime.image_exists(report.image_id):
+        raise RestoreError(f"Loading {image_url(store, report.image_id)} did not produce image {report.image_id[:12]}.")
+    return image_url(store, report.image_id)
+
+
+@task(name="load-image", retries=1, retry_delay_seconds=5)
+def load_image_task(
+    verified: Verified, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
+) -> str:
+    return load_image(verified, storage_options, storage_secret)

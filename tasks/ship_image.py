@@ -1,0 +1,55 @@
+"""Stage 0b, ship image (``--with-image``): put the container's image in the store, once.
+
+Runs before the freeze: the image never changes under a running container, and a failure here
+leaves the container untouched. Stores it only when the store does not hold that id yet.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from prefect import task
+
+from ferry.archive.compression import compressing
+from ferry.runtime import Podman
+from storage.images import find_image, image_url, put_image
+from storage.options import resolve
+from storage.store import CHUNK, ArchiveStore
+from tasks.inspect import Subject
+
+
+def ship_image(
+    subject: Subject,
+    store_url: str,
+    staging: Path,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+    runtime: Podman | None = None,
+) -> str:
+    """Returns the image's URL in the store (uploaded now or already there)."""
+    runtime = runtime or Podman()
+    store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
+    info = subject.info
+    if find_image(store, info.image_id) is None:
+        raw = staging / "image.oci.tar"
+        runtime.save_image(info.image_id, raw)
+        packed = staging / "image.oci.tar.zst"
+        with raw.open("rb") as src, packed.open("wb") as out, compressing(out, "zstd") as sink:
+            while chunk := src.read(CHUNK):
+                sink.write(chunk)
+        raw.unlink()
+        put_image(store, packed, info.image_id, info.image_name)
+        packed.unlink()
+    return image_url(store, info.image_id)
+
+
+@task(name="ship-image", retries=2, retry_delay_seconds=[2, 10])
+def ship_image_task(
+    subject: Subject,
+    store_url: str,
+    staging: Path,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> str:
+    return ship_image(subject, store_url, staging, storage_options, storage_secret)
