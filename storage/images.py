@@ -89,7 +89,7 @@ def get_image(store: ArchiveStore, record: ImageRecord, dest: Path) -> None:
     digest = hashlib.sha256()
     size = 0
     with (
-        _translated("download the image", url),
+        _translated("download the image", url, wraps_caller=True),
         store.fs.open(posixpath.join(store.root, _key(record.image_id)), "rb") as src,
         dest.open("wb") as out,
     ):

@@ -23,6 +23,10 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, BinaryIO
 
+# gcsfs's experimental hierarchical-namespace probing stalls ~60 s a call against GCS-compatible
+# endpoints that do not serve it; ferry needs none of it. Must be set before gcsfs is imported.
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
+
 import fsspec
 from fsspec.implementations.local import LocalFileSystem
 
@@ -30,6 +34,7 @@ from ferry.archive.manifest import Sidecar
 from ferry.errors import (
     AccessDeniedError,
     ArchiveNotFoundError,
+    FerryError,
     StoreError,
     UnsupportedArchiveError,
     UsageError,
@@ -65,7 +70,9 @@ def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
 
 
 @contextlib.contextmanager
-def _translated(action: str, url: str) -> Iterator[None]:
+def _translated(action: str, url: str, *, wraps_caller: bool = False) -> Iterator[None]:
+    """Translate storage errors for ``url``. With ``wraps_caller`` (a context manager that
+    yields to its caller), only ``OSError`` is translated: the caller's own exceptions pass."""
     try:
         yield
     except StoreError:
@@ -78,6 +85,14 @@ def _translated(action: str, url: str) -> Iterator[None]:
         ) from exc
     except OSError as exc:
         raise StoreError(f"Cannot {action} {url}: {exc}") from exc
+    except FerryError:
+        raise
+    except Exception as exc:
+        if wraps_caller:
+            raise
+        # Backends raise their own types too (gcsfs's HttpError, botocore's); at this boundary
+        # any of them is a storage failure, reported with the URL and never with credentials.
+        raise StoreError(f"Cannot {action} {url}: {type(exc).__name__}: {exc}") from exc
 
 
 class ArchiveStore:
@@ -133,7 +148,7 @@ class ArchiveStore:
         object."""
         path = posixpath.join(self.root, key)
         url = self.url_of(key)
-        with _translated("write the archive", url):
+        with _translated("write the archive", url, wraps_caller=True):
             if isinstance(self.fs, LocalFileSystem):
                 self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
                 tmp = f"{path}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
@@ -266,7 +281,7 @@ def read_sidecar(archive_url: str, storage_options: dict[str, Any] | None = None
 @contextlib.contextmanager
 def open_archive(archive_url: str, storage_options: dict[str, Any] | None = None) -> Iterator[BinaryIO]:
     fs, path = _fs(archive_url, storage_options)
-    with _translated("read", archive_url), fs.open(path, "rb", block_size=CHUNK) as f:
+    with _translated("read", archive_url, wraps_caller=True), fs.open(path, "rb", block_size=CHUNK) as f:
         yield f
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 
+# Before anything imports gcsfs: it reads this once (see tests/gcs_server.py).
+from tests.gcs_server import gcs_emulator, gcs_storage_options
 from tests.helpers import IMAGE, Host, build_rootfs_tar
 from tests.servers import S3Server, moto_server
 
@@ -42,6 +44,13 @@ def s3() -> Iterator[S3Server]:
     """A moto S3 server on 127.0.0.1 for the whole session; tests use their own buckets."""
     with moto_server() as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def gcs() -> Iterator[dict[str, str]]:
+    """A GCS emulator on 127.0.0.1 for the whole session; yields gcsfs storage options."""
+    with gcs_emulator() as endpoint:
+        yield gcs_storage_options(endpoint)
 
 
 @pytest.fixture(scope="session")

@@ -18,7 +18,6 @@ already set it); :func:`check_gcsfs_usable` tells when gcsfs was imported too ea
 from __future__ import annotations
 
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -28,7 +27,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from contextlib import contextmanager
-from pathlib import Path
 
 HNS_ENV = "GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT"
 os.environ.setdefault(HNS_ENV, "false")
@@ -36,22 +34,68 @@ os.environ.setdefault(HNS_ENV, "false")
 HOST = "127.0.0.1"
 PROJECT = "test"
 
+# Runs the emulator's own CLI after making two resumable-upload answers match real GCS (passed to
+# ``python -c``):
+# - DELETE on an upload session cancels it with 499, which is how gcsfs's GCSFile.discard() cancels an
+#   upload. The stock emulator answers 501, which gcsfs retries for ~30 s and then raises HttpError.
+# - A request on a session that has already completed answers 200 with the object, instead of 404.
+#   gcsfs sends one when a file is closed after commit() (explicitly or by __del__).
+_LAUNCHER = """
+import sys
+import types
+from http import HTTPStatus
+
+from gcp_storage_emulator import server, settings
+from gcp_storage_emulator.__main__ import main
+from gcp_storage_emulator.handlers import objects
+from gcp_storage_emulator.storage import RESUMABLE_DIR
+
+CANCELLED = types.SimpleNamespace(value=499, phrase="Client Closed Request")
+completed = {}
+stock_finalize = objects._finalize_resumable_object
+stock_upload_partial = objects.upload_partial
+
+
+def finalize(response, storage, obj, data, upload_id):
+    stock_finalize(response, storage, obj, data, upload_id)
+    completed[upload_id] = obj
+
+
+def upload_partial(request, response, storage, *args, **kwargs):
+    upload_id = (request.query.get("upload_id") or [""])[0]
+    if upload_id in completed and upload_id not in storage.resumable:
+        response.json(completed[upload_id])
+        return None
+    return stock_upload_partial(request, response, storage, *args, **kwargs)
+
+
+def cancel_upload(request, response, storage, *args, **kwargs):
+    upload_id = (request.query.get("upload_id") or [""])[0]
+    if upload_id not in storage.resumable:
+        response.status = HTTPStatus.NOT_FOUND
+        return
+    storage.delete_resumable_file_obj(upload_id)
+    storage._delete_file(RESUMABLE_DIR, storage.safe_id(upload_id))
+    response.status = CANCELLED
+
+
+objects._finalize_resumable_object = finalize
+objects.upload_partial = upload_partial
+upload_route = "^" + settings.UPLOAD_API_ENDPOINT + "/"
+server.HANDLERS = tuple(
+    (regex, {**handlers, "PUT": upload_partial, "DELETE": cancel_upload})
+    if regex.startswith(upload_route)
+    else (regex, handlers)
+    for regex, handlers in server.HANDLERS
+)
+main(sys.argv[1:])
+"""
+
 
 def _free_port() -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((HOST, 0))
         return int(s.getsockname()[1])
-
-
-def _emulator_command() -> list[str]:
-    """The console script installed beside this interpreter, else the one on PATH, else ``-m``."""
-    beside = Path(sys.executable).parent / "gcp-storage-emulator"
-    if beside.exists():
-        return [str(beside)]
-    found = shutil.which("gcp-storage-emulator")
-    if found:
-        return [found]
-    return [sys.executable, "-m", "gcp_storage_emulator"]
 
 
 def _answers(endpoint_url: str) -> bool:
@@ -82,7 +126,7 @@ def start_gcs_emulator(timeout: float = 30.0) -> tuple[subprocess.Popen[bytes], 
     """
     port = _free_port()
     endpoint_url = f"http://{HOST}:{port}"
-    cmd = [*_emulator_command(), "start", "--host", HOST, "--port", str(port), "--in-memory", "--quiet"]
+    cmd = [sys.executable, "-c", _LAUNCHER, "start", "--host", HOST, "--port", str(port), "--in-memory", "--quiet"]
     # Output goes to an unlinked temporary file (never a pipe nobody drains, which could block the
     # server); it is read only to explain a failed start.
     with tempfile.TemporaryFile() as log:

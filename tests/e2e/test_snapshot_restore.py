@@ -7,6 +7,7 @@ import tarfile
 import uuid
 from pathlib import Path
 
+import fsspec
 import pytest
 import zstandard
 
@@ -178,3 +179,17 @@ def test_missing_bucket_fails_before_the_container_stops(host: Host, s3: S3Serve
     with pytest.raises(StoreError, match="no-such-bucket"):
         snapshot("app", "s3://no-such-bucket-ferry/nightly", storage_options=s3.options())
     assert host.state("app") == "running"
+
+
+@pytest.mark.server
+def test_snapshot_to_gcs_and_restore(host: Host, gcs: dict[str, str]) -> None:
+    bucket = f"ferry-e2e-{uuid.uuid4().hex[:8]}"
+    fsspec.filesystem("gcs", **gcs).mkdir(bucket)
+    host.run_workload("app")
+
+    result = snapshot("app", f"gs://{bucket}/nightly", leave_running=True, storage_options=gcs)
+
+    assert result.url.startswith(f"gs://{bucket}/nightly/app/")
+    restored = restore(result.url, name="app-from-gcs", storage_options=gcs)
+    assert restored.name == "app-from-gcs"
+    _check_restored(host, "app-from-gcs", 0)
