@@ -69,6 +69,10 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("archive", metavar="ARCHIVE_URL")
     v.add_argument("--allow-unverified", action="store_true")
 
+    ins = sub.add_parser("inspect", help="what an archive holds and whether this host can restore it")
+    ins.add_argument("archive", metavar="ARCHIVE_URL")
+    ins.add_argument("--json", action="store_true")
+
     sub.add_parser("doctor", help="check this host can checkpoint and restore; says how to fix what cannot")
     return p
 
@@ -187,6 +191,14 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from ferry.inspection import format_inspection, inspect_archive
+
+    data = inspect_archive(args.archive, resolve(None))
+    print(json.dumps(data, indent=1) if args.json else format_inspection(data))
+    return 0
+
+
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ferry.doctor import run_checks
 
@@ -210,6 +222,7 @@ COMMANDS = {
     "ls": cmd_ls,
     "verify": cmd_verify,
     "doctor": cmd_doctor,
+    "inspect": cmd_inspect,
 }
 
 

@@ -140,6 +140,14 @@ class Podman:
             static_dir=data.get("StaticDir", ""),
         )
 
+    def running_containers(self, label: str | None = None) -> list[str]:
+        """Names of running containers, optionally only those with a label (``k`` or ``k=v``)."""
+        args = ["container", "ps", "--format", "json"]
+        if label:
+            args += ["--filter", f"label={label}"]
+        data = self._json(args, what="list running containers") or []
+        return sorted(str((c.get("Names") or [""])[0]) for c in data)
+
     def exists(self, container: str) -> bool:
         argv = [*self.prefix, "container", "exists", container]
         return subprocess.run(argv, capture_output=True, check=False, timeout=120).returncode == 0

@@ -23,6 +23,32 @@ def new_run_dir(kind: str, name: str) -> Path:
     return path
 
 
+def run_dir(kind: str, name: str) -> Path:
+    """The staging directory of the current Prefect flow run: the same again when the run is
+    retried, which is what lets a retry pick up the files of the stages it does not redo."""
+    from prefect.runtime import flow_run
+
+    run_id = flow_run.get_id()
+    if not run_id:
+        return new_run_dir(kind, name)
+    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "run"
+    path = staging_root() / kind / f"{safe}-{run_id}"
+    path.mkdir(parents=True, mode=0o700, exist_ok=True)
+    return path
+
+
+def generation(path: Path) -> int:
+    """How many times a rollback has invalidated this run's dump (see tasks.rollback)."""
+    try:
+        return int((path / "generation").read_text())
+    except (OSError, ValueError):
+        return 0
+
+
+def bump_generation(path: Path) -> None:
+    (path / "generation").write_text(str(generation(path) + 1))
+
+
 def remove_run_dir(path: Path) -> None:
     # Only ever delete what ferry created below its staging root.
     if staging_root() in path.resolve().parents:

@@ -1,6 +1,9 @@
-"""Snapshot flow: inspect -> freeze -> rootfs diff -> dump -> thaw -> archive -> upload.
+"""Snapshot flow: inspect -> [ship image] -> freeze -> rootfs diff -> dump -> thaw -> archive -> upload.
 
 In stop mode a failure after the dump rolls back: the container is restored on this host.
+Stage results are persisted, so a retry of a failed run (Prefect's Retry button or
+`prefect flow-run retry`) picks up after the last finished stage: a container is never dumped
+twice for one snapshot, unless a rollback restarted it in between.
 """
 
 from __future__ import annotations
@@ -11,9 +14,10 @@ from typing import Annotated, Any, Literal
 from prefect import flow
 from pydantic import Field
 
-from ferry.staging import new_run_dir, remove_run_dir
+from ferry.report import Timings, markdown
+from ferry.staging import generation, remove_run_dir, run_dir
 from tasks.archive import archive_task
-from tasks.dump import dump_task
+from tasks.dump import dump_task, is_dumped
 from tasks.freeze import frozen
 from tasks.inspect import inspect_task
 from tasks.rollback import rollback_task
@@ -32,38 +36,66 @@ class SnapshotResult:
     image_url: str = ""
 
 
-@flow(name="ferry-snapshot", log_prints=True)
+@flow(name="ferry-snapshot", log_prints=True, persist_result=True)
 def snapshot(
     container: Annotated[str, Field(min_length=1, description="Container name or id on this host")],
     to: Annotated[str, Field(min_length=1, description="Store URL: file:///path, s3://bucket/prefix, gs://...")],
     leave_running: Annotated[
-        bool,
-        Field(description="Keep the container running (nightly backup) instead of stopping it (migration)"),
+        bool, Field(description="Keep the container running (nightly backup) instead of stopping it (migration)")
     ] = False,
     compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
-    storage_options: Annotated[dict[str, Any] | None, Field(description="fsspec options for the store")] = None,
     with_image: Annotated[
         bool, Field(description="Also store the container's image (once per image id) for restores on fresh hosts")
     ] = False,
+    storage_options: Annotated[
+        dict[str, Any] | None, Field(description="fsspec options for the store (no secrets)")
+    ] = None,
     storage_secret: Annotated[
         str | None,
         Field(description="Name of a Prefect Secret block holding a JSON object of storage credentials"),
     ] = None,
 ) -> SnapshotResult:
-    subject = inspect_task(container, to, storage_options, storage_secret)
-    staging = new_run_dir("snapshot", subject.info.name)
-    image = ship_image_task(subject, to, staging, storage_options, storage_secret) if with_image else ""
-    with frozen(subject.info):
-        diff = rootfs_diff_task(subject.info, staging)
-        dumped = dump_task(subject.info, staging, leave_running)
+    timings = Timings()
+    staging = run_dir("snapshot", container)
+    gen = generation(staging)
+    with timings("inspect"):
+        subject = inspect_task(container, to, storage_options, storage_secret, gen)
+    image = ""
+    if with_image:
+        with timings("ship-image"):
+            image = ship_image_task(subject, to, staging, storage_options, storage_secret)
+    with frozen(subject.info, skip=is_dumped(staging, gen)):
+        with timings("rootfs-diff"):
+            diff = rootfs_diff_task(subject.info, staging, gen)
+        with timings("dump"):
+            dumped = dump_task(subject.info, staging, leave_running, gen)
     try:
-        archive = archive_task(subject, dumped, diff, compress)
-        url = upload_task(archive, to, storage_options, storage_secret)
+        with timings("archive"):
+            archive = archive_task(subject, dumped, diff, compress)
+        with timings("upload"):
+            url = upload_task(archive, to, storage_options, storage_secret)
     except Exception as exc:
         if not leave_running:
-            rollback_task(subject.info, exc)
+            rollback_task(subject.info, exc, staging)
         raise
     remove_run_dir(staging)
-    return SnapshotResult(
+    result = SnapshotResult(
         url, subject.info.name, archive.manifest.mode, archive.digest.size, dumped.stats.frozen_us / 1000, image
+    )
+    markdown(f"Snapshot of {result.container}", snapshot_summary(result, archive.manifest, timings), result.container)
+    return result
+
+
+def snapshot_summary(result: SnapshotResult, manifest: Any, timings: Timings) -> str:
+    raw = sum(m.size for m in manifest.members)
+    ratio = raw / result.archive_bytes if result.archive_bytes else 0.0
+    return (
+        f"| | |\n|---|---|\n| container | `{result.container}` ({manifest.container.image_name}) |\n"
+        f"| mode | {result.mode} |\n| archive | `{result.url}` |\n"
+        f"| size | {result.archive_bytes:,} bytes compressed, {raw:,} bytes of members (ratio {ratio:.2f}) |\n"
+        f"| rootfs diff | {manifest.rootfs.get('files', 0)} files, {manifest.rootfs.get('deleted', 0)} deleted |\n"
+        f"| frozen (CRIU) | {result.frozen_ms:.0f} ms |\n| source | {manifest.source.host}, kernel "
+        f"{manifest.source.kernel}, CRIU {manifest.source.criu}, Podman {manifest.source.podman} |\n"
+        + (f"| image | `{result.image_url}` |\n" if result.image_url else "")
+        + f"\n## Stages\n\n{timings.table()}\n"
     )

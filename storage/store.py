@@ -17,7 +17,7 @@ import contextlib
 import os
 import posixpath
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -28,6 +28,7 @@ from typing import Any, BinaryIO
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import fsspec
+from fsspec.callbacks import Callback
 from fsspec.implementations.local import LocalFileSystem
 
 from ferry.archive.manifest import Sidecar
@@ -122,19 +123,23 @@ class ArchiveStore:
 
     # -- writing ----------------------------------------------------------------------------
 
-    def put_archive(self, local: Path, key: str, sidecar: Sidecar) -> str:
+    def put_archive(
+        self, local: Path, key: str, sidecar: Sidecar, on_bytes: Callable[[int], None] | None = None
+    ) -> str:
         """Upload ``local`` as ``key`` then commit its sidecar; returns the archive URL."""
         url = self.url_of(key)
         if isinstance(self.fs, LocalFileSystem):
             with self.open_archive_writer(key) as sink, local.open("rb") as src:
                 while chunk := src.read(CHUNK):
                     sink.write(chunk)
+                    if on_bytes:
+                        on_bytes(len(chunk))
         else:
             # Object stores publish an object only when its upload completes (single PUT, or
             # the final call of a multipart/resumable upload), and put_file sends large files'
             # parts in parallel and aborts the upload on error.
             with _translated("upload the archive to", url):
-                self.fs.put_file(str(local), posixpath.join(self.root, key))
+                self.fs.put_file(str(local), posixpath.join(self.root, key), callback=_ByteCallback(on_bytes))
         self.commit_sidecar(key, sidecar)
         return url
 
@@ -263,6 +268,19 @@ class ArchiveStore:
             self.fs.rm_file(path)
 
 
+class _ByteCallback(Callback):  # type: ignore[misc]
+    """fsspec's transfer callback, forwarding byte counts (for progress artifacts)."""
+
+    def __init__(self, on_bytes: Callable[[int], None] | None) -> None:
+        super().__init__()
+        self._on_bytes = on_bytes
+
+    def relative_update(self, inc: int = 1) -> None:
+        super().relative_update(inc)
+        if self._on_bytes:
+            self._on_bytes(inc)
+
+
 def _created(entry: Entry) -> datetime:
     return datetime.fromisoformat(entry.sidecar.manifest.created.replace("Z", "+00:00"))
 
@@ -285,7 +303,12 @@ def open_archive(archive_url: str, storage_options: dict[str, Any] | None = None
         yield f
 
 
-def download(archive_url: str, dest: Path, storage_options: dict[str, Any] | None = None) -> int:
+def download(
+    archive_url: str,
+    dest: Path,
+    storage_options: dict[str, Any] | None = None,
+    on_bytes: Callable[[int], None] | None = None,
+) -> int:
     """Copy an archive to a local file (atomically: a .partial name, then rename)."""
     tmp = dest.with_name(dest.name + PARTIAL_SUFFIX)
     size = 0
@@ -294,6 +317,8 @@ def download(archive_url: str, dest: Path, storage_options: dict[str, Any] | Non
             while chunk := src.read(CHUNK):
                 out.write(chunk)
                 size += len(chunk)
+                if on_bytes:
+                    on_bytes(len(chunk))
         tmp.replace(dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

@@ -78,6 +78,6 @@ def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | No
     return Prepared(out, name, report)
 
 
-@task(name="apply-diff", retries=0)
+@task(name="apply-diff", retries=0, persist_result=True)
 def apply_diff_task(verified: Verified, name: str | None = None) -> Prepared:
     return apply_diff(verified, name)

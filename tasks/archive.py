@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from prefect import task
+from prefect.runtime import flow_run
 
 from ferry.archive.compression import SUFFIX, Compression, check_compression
 from ferry.archive.manifest import ContainerRef, Manifest
@@ -40,6 +41,7 @@ def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compre
         created=dumped.finished,
         timestamps={"dump_started": dumped.started, "dump_finished": dumped.finished},
         rootfs={"files": diff.files, "bytes": diff.bytes, "deleted": diff.deleted_count},
+        run=str(flow_run.get_id() or ""),
     )
     with out_path.open("wb") as sink:
         writer = ArchiveWriter(sink, comp)
@@ -60,6 +62,6 @@ def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compre
     return ArchiveResult(out_path, writer.digest, manifest)
 
 
-@task(name="archive", retries=0)
+@task(name="archive", retries=0, persist_result=True)
 def archive_task(subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd") -> ArchiveResult:
     return build_archive(subject, dumped, diff, compression)

@@ -9,6 +9,8 @@ from typing import Any
 from prefect import task
 
 from ferry.archive.manifest import Sidecar
+from ferry.faults import maybe_fail
+from ferry.report import Progress
 from storage.options import resolve
 from storage.store import download as fetch
 from storage.store import read_sidecar
@@ -26,14 +28,17 @@ class Fetched:
 def download(
     url: str, staging: Path, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
 ) -> Fetched:
+    maybe_fail("download")
     options = resolve(storage_options, storage_secret)
     sidecar = read_sidecar(url, options)
     dest = staging / "download.archive"
-    size = fetch(url, dest, options)
+    progress = Progress(sidecar.size if sidecar else 0, f"download of {url}")
+    size = fetch(url, dest, options, on_bytes=progress.advance)
+    progress.finish()
     return Fetched(url, dest, size, sidecar)
 
 
-@task(name="download", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
+@task(name="download", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient, persist_result=True)
 def download_task(
     url: str, staging: Path, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
 ) -> Fetched:

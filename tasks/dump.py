@@ -32,6 +32,17 @@ def dump(info: ContainerInfo, staging: Path, leave_running: bool, runtime: Podma
     return DumpResult(staging / "dump.tar", leave_running, stats, started, utcnow())
 
 
-@task(name="dump", retries=0)
-def dump_task(info: ContainerInfo, staging: Path, leave_running: bool) -> DumpResult:
-    return dump(info, staging, leave_running)
+def _marker(staging: Path, generation: int) -> Path:
+    return staging / f"dumped-{generation}"
+
+
+def is_dumped(staging: Path, generation: int) -> bool:
+    """Whether this run already dumped the container (so a retry must not freeze it again)."""
+    return _marker(staging, generation).exists()
+
+
+@task(name="dump", retries=0, persist_result=True)
+def dump_task(info: ContainerInfo, staging: Path, leave_running: bool, generation: int = 0) -> DumpResult:
+    result = dump(info, staging, leave_running)
+    _marker(staging, generation).touch()
+    return result

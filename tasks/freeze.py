@@ -19,9 +19,16 @@ log = logging.getLogger("ferry.freeze")
 
 
 @contextlib.contextmanager
-def frozen(info: ContainerInfo, runtime: Podman | None = None) -> Iterator[Path | None]:
-    """Freeze the container for the duration of the block; always thaw on the way out."""
+def frozen(info: ContainerInfo, *, skip: bool = False, runtime: Podman | None = None) -> Iterator[Path | None]:
+    """Freeze the container for the duration of the block; always thaw on the way out.
+
+    ``skip``: the run being retried already dumped the container; its diff and dump come from
+    Prefect's cache, and the container may well be stopped by now."""
+    if skip:
+        yield None
+        return
     runtime = runtime or Podman()
+    info = runtime.inspect(info.id)  # now, not when the run started: a retry may come much later
     if info.state != "running":
         raise ContainerStateError(
             f"Container {info.name!r} is {info.state}, not running: there is nothing to "

@@ -33,11 +33,12 @@ def inspect(
     return Subject(info, runtime.source())
 
 
-@task(name="inspect", retries=0)
+@task(name="inspect", retries=0, persist_result=True)
 def inspect_task(
     container: str,
     store_url: str,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
+    generation: int = 0,  # part of the cache key: a rollback makes a retry look again
 ) -> Subject:
     return inspect(container, store_url, storage_options, storage_secret)

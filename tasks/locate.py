@@ -28,3 +28,28 @@ def locate_task(
     store_url: str, container: str, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
 ) -> str:
     return locate(store_url, container, storage_options, storage_secret)
+
+
+def archive_of_run(
+    store_url: str,
+    container: str,
+    run_id: str,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> str:
+    """The archive a given snapshot flow run wrote (its manifest names the run)."""
+    for entry in ArchiveStore(store_url, resolve(storage_options, storage_secret)).archives(container):
+        if entry.sidecar.manifest.run == run_id:
+            return entry.url
+    raise ArchiveNotFoundError(f"Flow run {run_id} left no complete archive of {container!r} in {store_url}.")
+
+
+@task(name="find-archive", retries=2, retry_delay_seconds=[2, 10])
+def archive_of_run_task(
+    store_url: str,
+    container: str,
+    run_id: str,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> str:
+    return archive_of_run(store_url, container, run_id, storage_options, storage_secret)

@@ -6,15 +6,26 @@ Runs when anything after the dump fails. Podman kept the checkpoint next to the 
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from ferry.errors import FerryError, RestoreError
 from ferry.runtime import ContainerInfo, Podman
+from ferry.staging import bump_generation
 
 
-def rollback(info: ContainerInfo, failure: FerryError | Exception, runtime: Podman | None = None) -> None:
-    """Restore the container locally and note it on ``failure`` (which the caller re-raises)."""
+def rollback(
+    info: ContainerInfo, failure: FerryError | Exception, staging: Path | None = None, runtime: Podman | None = None
+) -> None:
+    """Restore the container locally and note it on ``failure`` (which the caller re-raises).
+
+    Also invalidates the run's dump: a retry of this run must take a fresh one, since the
+    container has been running again since."""
     runtime = runtime or Podman()
+    if staging is not None:
+        bump_generation(staging)
     try:
         runtime.restore_local(info.id)
     except FerryError as exc:
@@ -29,6 +40,6 @@ def rollback(info: ContainerInfo, failure: FerryError | Exception, runtime: Podm
     )
 
 
-@task(name="rollback", retries=1, retry_delay_seconds=3)
-def rollback_task(info: ContainerInfo, failure: Exception) -> None:
-    rollback(info, failure)
+@task(name="rollback", retries=1, retry_delay_seconds=3, cache_policy=NO_CACHE)
+def rollback_task(info: ContainerInfo, failure: Exception, staging: Path | None = None) -> None:
+    rollback(info, failure, staging)

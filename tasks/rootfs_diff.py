@@ -119,6 +119,6 @@ def rootfs_diff(info: ContainerInfo, staging: Path, runtime: Podman | None = Non
     return DiffResult(tar_path, deleted_path, files, size, len(deleted), tuple(skipped))
 
 
-@task(name="rootfs-diff", retries=0)
-def rootfs_diff_task(info: ContainerInfo, staging: Path) -> DiffResult:
+@task(name="rootfs-diff", retries=0, persist_result=True)
+def rootfs_diff_task(info: ContainerInfo, staging: Path, generation: int = 0) -> DiffResult:
     return rootfs_diff(info, staging)

@@ -44,7 +44,7 @@ def ship_image(
     return image_url(store, info.image_id)
 
 
-@task(name="ship-image", retries=2, retry_delay_seconds=[2, 10])
+@task(name="ship-image", retries=2, retry_delay_seconds=[2, 10], persist_result=True)
 def ship_image_task(
     subject: Subject,
     store_url: str,

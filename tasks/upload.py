@@ -9,6 +9,8 @@ from prefect import task
 from ferry.archive.compression import SUFFIX
 from ferry.archive.manifest import Sidecar
 from ferry.errors import ArchiveNotFoundError, StoreError, UsageError
+from ferry.faults import maybe_fail
+from ferry.report import Progress
 from storage.options import resolve
 from storage.store import ArchiveStore
 from tasks.archive import ArchiveResult
@@ -20,6 +22,7 @@ def upload(
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
 ) -> str:
+    maybe_fail("upload")
     store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
     manifest = archive.manifest
     key = store.key_for(
@@ -36,7 +39,10 @@ def upload(
         compression=archive.digest.compression,
         manifest=manifest,
     )
-    return store.put_archive(archive.path, key, sidecar)
+    progress = Progress(archive.digest.size, f"upload of {manifest.container.name} to {store.url}")
+    url = store.put_archive(archive.path, key, sidecar, on_bytes=progress.advance)
+    progress.finish()
+    return url
 
 
 def transient(task: object, task_run: object, state: Any) -> bool:
@@ -52,7 +58,7 @@ def transient(task: object, task_run: object, state: Any) -> bool:
     return False
 
 
-@task(name="upload", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient)
+@task(name="upload", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient, persist_result=True)
 def upload_task(
     archive: ArchiveResult,
     store_url: str,

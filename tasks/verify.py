@@ -8,6 +8,7 @@ from prefect import task
 
 from ferry.archive.reader import Report
 from ferry.archive.reader import verify as verify_stream
+from ferry.faults import maybe_fail
 from tasks.download import Fetched
 
 
@@ -18,11 +19,12 @@ class Verified:
 
 
 def verify(fetched: Fetched, allow_unverified: bool = False) -> Verified:
+    maybe_fail("verify")
     with fetched.path.open("rb") as f:
         report = verify_stream(f, sidecar=fetched.sidecar, require_manifest=not allow_unverified)
     return Verified(fetched, report)
 
 
-@task(name="verify", retries=0)
+@task(name="verify", retries=0, persist_result=True)
 def verify_task(fetched: Fetched, allow_unverified: bool = False) -> Verified:
     return verify(fetched, allow_unverified)

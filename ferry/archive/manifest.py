@@ -50,6 +50,7 @@ class Manifest:
     members: tuple[MemberDigest, ...] = ()
     timestamps: dict[str, str] = field(default_factory=dict)
     rootfs: dict[str, int] = field(default_factory=dict)  # files, bytes, deleted
+    run: str = ""  # the Prefect flow run that wrote it: how a migration finds its archive
     format: str = FORMAT
     version: int = VERSION
 
@@ -85,6 +86,7 @@ class Manifest:
             members=members,
             timestamps=_strs(raw.get("timestamps", {})),
             rootfs={str(k): int(v) for k, v in dict(raw.get("rootfs", {})).items()},
+            run=str(raw.get("run", "")),
             format=FORMAT,
             version=version,
         )

@@ -1,0 +1,41 @@
+"""Deliberate failures, for proving that ferry survives them (tests and fire drills only).
+
+``FERRY_FAULTS_FILE`` names a file listing stages, one per line (``upload``, ``download``,
+``verify``, ``restore``...). The first time a listed stage runs it fails as a real failure of
+that stage would, and its line is removed, so a retry goes through. Without the variable this
+module does nothing.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+from pathlib import Path
+
+from ferry.errors import FerryError, IntegrityError, RestoreError, StoreError
+
+ENV = "FERRY_FAULTS_FILE"
+_KINDS: dict[str, type[FerryError]] = {
+    "upload": StoreError,
+    "download": StoreError,
+    "verify": IntegrityError,
+    "restore": RestoreError,
+}
+
+
+def maybe_fail(stage: str) -> None:
+    path = os.environ.get(ENV)
+    if not path:
+        return
+    with Path(path).open("a+") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        f.seek(0)
+        lines = [line.strip() for line in f.read().splitlines() if line.strip()]
+        if stage not in lines:
+            return
+        lines.remove(stage)
+        f.seek(0)
+        f.truncate()
+        f.write("".join(f"{line}\n" for line in lines))
+    kind = _KINDS.get(stage, FerryError)
+    raise kind(f"Injected fault in stage {stage!r} ({ENV}={path}).")

@@ -1,0 +1,107 @@
+"""What a run tells the operator: stage timings and Prefect artifacts (markdown, tables, progress).
+
+Artifacts are best effort: a run that cannot publish one still does its job. Nothing here ever
+includes storage options or credentials, only URLs, names and numbers.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import time
+from collections.abc import Iterator
+from typing import Any
+
+log = logging.getLogger("ferry.report")
+
+
+class Timings:
+    """Wall time of each stage, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextlib.contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        start = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[stage] = self.seconds.get(stage, 0.0) + time.monotonic() - start
+
+    def table(self) -> str:
+        rows = "\n".join(f"| {stage} | {secs:.2f} s |" for stage, secs in self.seconds.items())
+        return f"| stage | time |\n|---|---|\n{rows}\n| **total** | {sum(self.seconds.values()):.2f} s |"
+
+
+def _in_run() -> bool:
+    from prefect.context import FlowRunContext, TaskRunContext
+
+    return FlowRunContext.get() is not None or TaskRunContext.get() is not None
+
+
+def _artifact_key(text: str) -> str:
+    # Prefect keys: lowercase letters, digits and dashes.
+    cleaned = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
+    return "-".join(p for p in cleaned.split("-") if p)[:100] or "ferry"
+
+
+def markdown(title: str, body: str, key: str) -> None:
+    if not _in_run():
+        return
+    from prefect.artifacts import create_markdown_artifact
+
+    try:
+        create_markdown_artifact(markdown=f"# {title}\n\n{body}", key=_artifact_key(key), description=title)
+    except Exception as exc:  # artifacts never fail a run
+        log.warning("could not publish the %s artifact: %s", key, exc)
+
+
+def table(rows: list[dict[str, Any]], key: str, description: str) -> None:
+    if not _in_run():
+        return
+    from prefect.artifacts import create_table_artifact
+
+    try:
+        create_table_artifact(table=rows, key=_artifact_key(key), description=description)
+    except Exception as exc:
+        log.warning("could not publish the %s artifact: %s", key, exc)
+
+
+class Progress:
+    """A Prefect progress artifact for a long transfer, updated at most once a second."""
+
+    def __init__(self, total: int, description: str) -> None:
+        self.total = max(total, 1)
+        self.done = 0
+        self._id: Any = None
+        self._last = 0.0
+        if not _in_run() or total < int(os.environ.get("FERRY_PROGRESS_MIN_BYTES", str(16 << 20))):
+            return
+        from prefect.artifacts import create_progress_artifact
+
+        try:
+            self._id = create_progress_artifact(progress=0.0, description=description)
+        except Exception as exc:
+            log.warning("could not publish a progress artifact: %s", exc)
+
+    def advance(self, nbytes: int) -> None:
+        self.done += nbytes
+        now = time.monotonic()
+        if self._id is not None and (now - self._last >= 1.0 or self.done >= self.total):
+            self._last = now
+            self._update()
+
+    def finish(self) -> None:
+        self.done = self.total
+        if self._id is not None:
+            self._update()
+
+    def _update(self) -> None:
+        from prefect.artifacts import update_progress_artifact
+
+        try:
+            update_progress_artifact(artifact_id=self._id, progress=min(100.0, 100.0 * self.done / self.total))
+        except Exception as exc:
+            log.warning("could not update a progress artifact: %s", exc)

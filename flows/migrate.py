@@ -1,0 +1,101 @@
+"""Migration between hosts: snapshot on the source host's worker, restore on the target's.
+
+Each host runs a Prefect worker on its own work pool with ferry's deployments named after the
+host (``ferry-snapshot/<host>``, ``ferry-restore/<host>``, ``ferry-source/<host>``). The archive
+in the object store is the hand-off. If anything after the dump fails, the container is
+restored on the source host: a migration never loses a container.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any, Literal
+
+from prefect import flow
+from prefect.deployments import run_deployment
+from pydantic import Field
+
+from ferry.errors import FerryError
+from ferry.report import Timings, markdown
+from tasks.locate import archive_of_run_task
+
+
+class MigrationFailed(FerryError):
+    area = "migrate"
+
+
+def _run(name: str, parameters: dict[str, Any], timeout_s: float) -> Any:
+    return run_deployment(name, parameters=parameters, timeout=timeout_s, poll_interval=2)
+
+
+@flow(name="ferry-migrate", log_prints=True)
+def migrate(
+    container: Annotated[str, Field(min_length=1, description="Container to move")],
+    source_host: Annotated[str, Field(min_length=1, description="Host (deployment name suffix) it runs on now")],
+    target_host: Annotated[str, Field(min_length=1, description="Host (deployment name suffix) to move it to")],
+    via: Annotated[str, Field(min_length=1, description="Store URL both hosts reach: s3://bucket/prefix, ...")],
+    new_name: Annotated[str | None, Field(description="Name on the target (default: the same)")] = None,
+    compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
+    with_image: Annotated[bool, Field(description="Ship the image too (target lacks it)")] = False,
+    storage_options: Annotated[
+        dict[str, Any] | None, Field(description="fsspec options for the store (no secrets)")
+    ] = None,
+    storage_secret: Annotated[
+        str | None, Field(description="Name of a Prefect Secret block holding storage credentials (JSON)")
+    ] = None,
+    timeout_minutes: Annotated[int, Field(ge=1, description="Give up waiting for a host after this long")] = 60,
+) -> dict[str, str]:
+    timings = Timings()
+    timeout_s = timeout_minutes * 60.0
+    store = {"storage_options": storage_options, "storage_secret": storage_secret}
+    with timings("snapshot on source"):
+        snap = _run(
+            f"ferry-snapshot/{source_host}",
+            {
+                "container": container,
+                "to": via,
+                "leave_running": False,
+                "compress": compress,
+                "with_image": with_image,
+                **store,
+            },
+            timeout_s,
+        )
+    if not snap.state or not snap.state.is_completed():
+        raise MigrationFailed(
+            f"The snapshot of {container!r} on {source_host} failed ({_why(snap)}). Nothing was restored on "
+            f"{target_host}; the container stays on {source_host} (a stop-mode snapshot restores it there when "
+            "anything after the dump fails)."
+        )
+    url = archive_of_run_task(via, container, str(snap.id), storage_options, storage_secret)
+    with timings("restore on target"):
+        rest = _run(f"ferry-restore/{target_host}", {"archive": url, "name": new_name, **store}, timeout_s)
+    if not rest.state or not rest.state.is_completed():
+        with timings("rollback on source"):
+            back = _run(f"ferry-source/{source_host}", {"container": container, "action": "rollback"}, timeout_s)
+        if back.state and back.state.is_completed():
+            raise MigrationFailed(
+                f"The restore of {container!r} on {target_host} failed ({_why(rest)}). The container was restored "
+                f"on {source_host} from its local checkpoint and is running there again. Archive: {url}"
+            )
+        raise MigrationFailed(
+            f"The restore of {container!r} on {target_host} failed ({_why(rest)}) and so did restoring it on "
+            f"{source_host} ({_why(back)}). Its checkpoint is kept on {source_host}: run `podman container "
+            f"restore --keep {container}` there, or `ferry restore {url}` on any host."
+        )
+    with timings("remove from source"):
+        _run(f"ferry-source/{source_host}", {"container": container, "action": "remove"}, timeout_s)
+    summary = (
+        f"| | |\n|---|---|\n| container | `{container}` → `{new_name or container}` |\n"
+        f"| from → to | {source_host} → {target_host} |\n| archive | `{url}` |\n"
+        f"| snapshot run | {snap.id} |\n| restore run | {rest.id} |\n\n## Stages\n\n{timings.table()}\n"
+    )
+    markdown(f"Migration of {container}", summary, f"migrate-{container}")
+    return {"archive": url, "source": source_host, "target": target_host, "at": time.strftime("%FT%TZ", time.gmtime())}
+
+
+def _why(run: Any) -> str:
+    state = getattr(run, "state", None)
+    if state is None:
+        return "no state"
+    return f"{state.name}: {(state.message or '').strip()[:300]}"

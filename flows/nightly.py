@@ -1,0 +1,101 @@
+"""Nightly flow: snapshot every selected container (leave-running), then apply retention.
+
+One container failing does not stop the others; the run ends Failed when any did, with a table
+artifact saying what happened to each.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from prefect import flow
+from pydantic import BaseModel, Field
+
+from ferry.errors import FerryError
+from ferry.report import table
+from flows.snapshot import snapshot
+from tasks.prune import prune_task
+from tasks.select import select_task
+
+
+class Retention(BaseModel):
+    """How many archives to keep per container; the newest one is always kept."""
+
+    keep: Annotated[int | None, Field(ge=1, description="Keep the N newest archives of each container")] = None
+    older_than_days: Annotated[
+        int | None, Field(ge=1, description="Only delete archives older than this many days")
+    ] = None
+
+
+NO_RETENTION = Retention()
+
+
+class NightlyFailed(FerryError):
+    area = "nightly"
+
+
+@flow(name="ferry-nightly", log_prints=True)
+def nightly(
+    to: Annotated[str, Field(min_length=1, description="Store URL: s3://bucket/prefix, gs://..., file:///path")],
+    containers: Annotated[list[str], Field(description="Container names to snapshot")] = [],  # noqa: B006
+    label: Annotated[
+        str | None, Field(description="Also snapshot every running container with this label (key or key=value)")
+    ] = None,
+    retention: Annotated[Retention, Field(description="Retention, applied after the snapshots")] = NO_RETENTION,
+    compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
+    with_image: Annotated[bool, Field(description="Also store each image, once per image id")] = False,
+    storage_options: Annotated[
+        dict[str, Any] | None, Field(description="fsspec options for the store (no secrets)")
+    ] = None,
+    storage_secret: Annotated[
+        str | None, Field(description="Name of a Prefect Secret block holding storage credentials (JSON)")
+    ] = None,
+) -> list[dict[str, Any]]:
+    names = select_task(containers, label)
+    rows: list[dict[str, Any]] = []
+    for name in names:
+        state = snapshot(
+            name,
+            to,
+            leave_running=True,
+            compress=compress,
+            with_image=with_image,
+            storage_options=storage_options,
+            storage_secret=storage_secret,
+            return_state=True,
+        )
+        if state.is_completed():
+            result = state.result()
+            rows.append(
+                {
+                    "container": name,
+                    "status": "ok",
+                    "archive": result.url,
+                    "bytes": result.archive_bytes,
+                    "frozen_ms": round(result.frozen_ms),
+                    "error": "",
+                }
+            )
+        else:
+            rows.append(
+                {
+                    "container": name,
+                    "status": "FAILED",
+                    "archive": "",
+                    "bytes": 0,
+                    "frozen_ms": 0,
+                    "error": str(state.message or state.name)[:500],
+                }
+            )
+    if retention.keep or retention.older_than_days:
+        ok = [r["container"] for r in rows if r["status"] == "ok"]
+        pruned = prune_task(to, ok, retention.keep, retention.older_than_days, storage_options, storage_secret)
+        for row in rows:
+            row["pruned"] = sum(1 for url in pruned if f"/{row['container']}/" in url)
+    table(rows, "ferry-nightly", f"Nightly snapshots to {to}")
+    failed = [r["container"] for r in rows if r["status"] != "ok"]
+    if failed:
+        raise NightlyFailed(
+            f"{len(failed)} of {len(rows)} snapshots failed: {', '.join(failed)}. See the table artifact."
+        )
+    return rows
