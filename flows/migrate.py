@@ -30,21 +30,31 @@ def _run(name: str, parameters: dict[str, Any], timeout_s: float) -> Any:
 
 @flow(name="ferry-migrate", log_prints=True)
 def migrate(
-    container: Annotated[str, Field(min_length=1, description="Container to move")],
-    source_host: Annotated[str, Field(min_length=1, description="Host (deployment name suffix) it runs on now")],
-    target_host: Annotated[str, Field(min_length=1, description="Host (deployment name suffix) to move it to")],
-    via: Annotated[str, Field(min_length=1, description="Store URL both hosts reach: s3://bucket/prefix, ...")],
-    new_name: Annotated[str | None, Field(description="Name on the target (default: the same)")] = None,
-    compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
-    with_image: Annotated[bool, Field(description="Ship the image too (target lacks it)")] = False,
-    storage_options: Annotated[
-        dict[str, Any] | None, Field(description="fsspec options for the store (no secrets)")
-    ] = None,
-    storage_secret: Annotated[
-        str | None, Field(description="Name of a Prefect Secret block holding storage credentials (JSON)")
-    ] = None,
-    timeout_minutes: Annotated[int, Field(ge=1, description="Give up waiting for a host after this long")] = 60,
+    container: Annotated[str, Field(min_length=1)],
+    source_host: Annotated[str, Field(min_length=1)],
+    target_host: Annotated[str, Field(min_length=1)],
+    via: Annotated[str, Field(min_length=1)],
+    new_name: str | None = None,
+    compress: Literal["zstd", "gzip", "none"] = "zstd",
+    with_image: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+    timeout_minutes: Annotated[int, Field(ge=1)] = 60,
 ) -> dict[str, str]:
+    """Move a container from one host to another; on any failure after the dump it runs on the source again.
+
+    Args:
+        container: The container to move.
+        source_host: The host it runs on now (the suffix of its ferry deployments, e.g. ferry-snapshot/<host>).
+        target_host: The host to move it to.
+        via: Store URL both hosts reach: s3://bucket/prefix, gs://bucket/prefix, file:///shared/path.
+        new_name: Its name on the target (default: the same).
+        compress: Archive compression.
+        with_image: Ship the image too (the target does not have it).
+        storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
+        storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+        timeout_minutes: Give up waiting for a host's worker after this long.
+    """
     timings = Timings()
     timeout_s = timeout_minutes * 60.0
     store = {"storage_options": storage_options, "storage_secret": storage_secret}

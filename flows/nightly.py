@@ -36,21 +36,27 @@ class NightlyFailed(FerryError):
 
 @flow(name="ferry-nightly", log_prints=True)
 def nightly(
-    to: Annotated[str, Field(min_length=1, description="Store URL: s3://bucket/prefix, gs://..., file:///path")],
-    containers: Annotated[list[str], Field(description="Container names to snapshot")] = [],  # noqa: B006
-    label: Annotated[
-        str | None, Field(description="Also snapshot every running container with this label (key or key=value)")
-    ] = None,
-    retention: Annotated[Retention, Field(description="Retention, applied after the snapshots")] = NO_RETENTION,
-    compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
-    with_image: Annotated[bool, Field(description="Also store each image, once per image id")] = False,
-    storage_options: Annotated[
-        dict[str, Any] | None, Field(description="fsspec options for the store (no secrets)")
-    ] = None,
-    storage_secret: Annotated[
-        str | None, Field(description="Name of a Prefect Secret block holding storage credentials (JSON)")
-    ] = None,
+    to: Annotated[str, Field(min_length=1)],
+    containers: list[str] = [],  # noqa: B006 - Prefect copies parameters per run
+    label: str | None = None,
+    retention: Retention = NO_RETENTION,
+    compress: Literal["zstd", "gzip", "none"] = "zstd",
+    with_image: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
 ) -> list[dict[str, Any]]:
+    """Leave-running snapshots of several containers, then retention. One failure does not stop the others.
+
+    Args:
+        to: Store URL: s3://bucket/prefix, gs://bucket/prefix or file:///path.
+        containers: Container names to snapshot.
+        label: Also snapshot every running container with this label (key or key=value), e.g. ferry.backup=nightly.
+        retention: Applied per container after the snapshots; the newest archive is always kept.
+        compress: Archive compression.
+        with_image: Also store each image, once per image id.
+        storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
+        storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+    """
     names = select_task(containers, label)
     rows: list[dict[str, Any]] = []
     for name in names:

@@ -16,25 +16,25 @@ from tasks.restore import Restored, restore_task
 from tasks.verify import verify_task
 
 
-@flow(name="ferry-restore", log_prints=True)
+@flow(name="ferry-restore", log_prints=True, persist_result=True)
 def restore(
-    archive: Annotated[
-        str, Field(min_length=1, description="URL of the archive to restore, or of the store when 'latest' is set")
-    ],
-    name: Annotated[str | None, Field(description="New container name (default: the original name)")] = None,
-    latest: Annotated[
-        str | None, Field(description="Restore the newest complete snapshot of this container from the store URL")
-    ] = None,
-    allow_unverified: Annotated[
-        bool,
-        Field(description="Accept an archive without a ferry manifest (e.g. a Podman export); paths are still checked"),
-    ] = False,
-    storage_options: Annotated[dict[str, Any] | None, Field(description="fsspec options for the store")] = None,
-    storage_secret: Annotated[
-        str | None,
-        Field(description="Name of a Prefect Secret block holding a JSON object of storage credentials"),
-    ] = None,
+    archive: Annotated[str, Field(min_length=1)],
+    name: str | None = None,
+    latest: str | None = None,
+    allow_unverified: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
 ) -> Restored:
+    """Restore a container on this host from an archive.
+
+    Args:
+        archive: URL of the archive to restore; with `latest`, the URL of the store.
+        name: New container name (default: the original name).
+        latest: Restore the newest complete snapshot of this container from the store at `archive`.
+        allow_unverified: Accept an archive without a ferry manifest (a Podman export); its paths are still checked.
+        storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
+        storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+    """
     if latest:
         archive = locate_task(archive, latest, storage_options, storage_secret)
     staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])

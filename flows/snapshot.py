@@ -38,23 +38,25 @@ class SnapshotResult:
 
 @flow(name="ferry-snapshot", log_prints=True, persist_result=True)
 def snapshot(
-    container: Annotated[str, Field(min_length=1, description="Container name or id on this host")],
-    to: Annotated[str, Field(min_length=1, description="Store URL: file:///path, s3://bucket/prefix, gs://...")],
-    leave_running: Annotated[
-        bool, Field(description="Keep the container running (nightly backup) instead of stopping it (migration)")
-    ] = False,
-    compress: Annotated[Literal["zstd", "gzip", "none"], Field(description="Archive compression")] = "zstd",
-    with_image: Annotated[
-        bool, Field(description="Also store the container's image (once per image id) for restores on fresh hosts")
-    ] = False,
-    storage_options: Annotated[
-        dict[str, Any] | None, Field(description="fsspec options for the store (no secrets)")
-    ] = None,
-    storage_secret: Annotated[
-        str | None,
-        Field(description="Name of a Prefect Secret block holding a JSON object of storage credentials"),
-    ] = None,
+    container: Annotated[str, Field(min_length=1)],
+    to: Annotated[str, Field(min_length=1)],
+    leave_running: bool = False,
+    compress: Literal["zstd", "gzip", "none"] = "zstd",
+    with_image: bool = False,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
 ) -> SnapshotResult:
+    """Checkpoint one container on this host into a store.
+
+    Args:
+        container: Container name or id on this host.
+        to: Store URL: s3://bucket/prefix, gs://bucket/prefix or file:///path.
+        leave_running: Keep the container running (a backup) instead of stopping it (a migration).
+        compress: Archive compression.
+        with_image: Also store the container's image (once per image id), for restores on fresh hosts.
+        storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
+        storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+    """
     timings = Timings()
     staging = run_dir("snapshot", container)
     gen = generation(staging)

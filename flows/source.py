@@ -13,9 +13,15 @@ from tasks.source import remove_here_task, restore_here_task
 
 @flow(name="ferry-source", log_prints=True)
 def source(
-    container: Annotated[str, Field(min_length=1, description="The migrated container, on this host")],
-    action: Annotated[Literal["rollback", "remove"], Field(description="rollback: run it here again; remove")],
+    container: Annotated[str, Field(min_length=1)],
+    action: Literal["rollback", "remove"],
 ) -> str:
+    """The migration's last step on the source host.
+
+    Args:
+        container: The migrated container, on this host.
+        action: rollback: restore it here from its local checkpoint; remove: delete it (it runs on the target now).
+    """
     if action == "rollback":
         return restore_here_task(container)
     remove_here_task(container)

@@ -1,0 +1,267 @@
+"""ferry as Prefect users run it: a real `prefect server start`, a process worker per host (two
+Podman stores standing for two hosts), deployments from prefect.yaml, a moto S3 store, real CRIU."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId, FlowRunFilterParentFlowRunId
+from prefect.deployments import run_deployment
+from prefect.settings import PREFECT_API_URL, temporary_settings
+
+from storage.store import ArchiveStore
+from tests.helpers import IMAGE, Host, assert_consecutive_log, wait_for
+from tests.prefect_stack import Stack, prefect_stack
+from tests.servers import S3Server
+
+pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu, pytest.mark.server]
+
+
+@dataclass
+class Deployed:
+    stack: Stack
+    host1: Host
+    host2: Host
+    store: str
+    options: dict[str, Any]
+    faults: dict[str, Path]
+    logs: Path
+
+    def run(self, name: str, **params: Any) -> Any:
+        with temporary_settings({PREFECT_API_URL: self.stack.api}):
+            return run_deployment(name, parameters=params, timeout=900, poll_interval=1)
+
+    def client(self) -> Any:
+        return _Client(self.stack.api)
+
+    def inject(self, host: str, *stages: str) -> None:
+        self.faults[host].write_text("".join(f"{s}\n" for s in stages))
+
+    def worker_logs(self) -> str:
+        return "".join(p.read_text(errors="replace")[-4000:] for p in sorted(self.logs.glob("worker-*.log")))
+
+
+class _Client:
+    def __init__(self, api: str) -> None:
+        self._settings = temporary_settings({PREFECT_API_URL: api})
+
+    def __enter__(self) -> Any:
+        self._settings.__enter__()
+        self._client = get_client(sync_client=True)
+        return self._client.__enter__()
+
+    def __exit__(self, *exc: object) -> None:
+        self._client.__exit__(*exc)
+        self._settings.__exit__(*exc)
+
+
+@pytest.fixture(scope="module")
+def deployed(
+    real_criu: None, rootfs_tar: Path, s3: S3Server, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Deployed]:
+    base = tmp_path_factory.mktemp("deployed")
+    host1 = Host(Path(f"/var/tmp/fth/{os.getpid()}-d1"))
+    host2 = Host(Path(f"/var/tmp/fth/{os.getpid()}-d2"))
+    host1.podman("import", str(rootfs_tar), IMAGE)
+    host1.podman("save", "-o", str(base / "image.tar"), IMAGE)
+    host2.podman("load", "-i", str(base / "image.tar"))
+    bucket = f"ferry-deploy-{uuid.uuid4().hex[:8]}"
+    s3.make_bucket(bucket)
+    store = f"s3://{bucket}/ferry"
+    faults = {h: base / f"faults-{h}" for h in ("host1", "host2")}
+    try:
+        with prefect_stack(base / "prefect") as stack:
+            stack.deploy_host("host1", store)
+            stack.deploy_host("host2", store)
+            for name, host in (("host1", host1), ("host2", host2)):
+                faults[name].write_text("")
+                stack.start_worker(
+                    name,
+                    base / f"worker-{name}.log",
+                    PATH=os.environ["PATH"],
+                    FERRY_PODMAN=host.env_value,
+                    FERRY_STAGING=str(base / f"staging-{name}"),
+                    FERRY_FAULTS_FILE=str(faults[name]),
+                    FERRY_STORAGE_OPTIONS=json.dumps(s3.options()),
+                    FERRY_PROGRESS_MIN_BYTES="0",
+                )
+            yield Deployed(stack, host1, host2, store, s3.options(), faults, base)
+    finally:
+        for host in (host1, host2):
+            host.cleanup()
+            shutil.rmtree(host.base, ignore_errors=True)
+
+
+def _children(deployed: Deployed, parent_id: Any) -> list[Any]:
+    with deployed.client() as client:
+        return list(
+            client.read_flow_runs(
+                flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[parent_id]))
+            )
+        )
+
+
+def _artifacts(deployed: Deployed, run_id: Any) -> list[Any]:
+    with deployed.client() as client:
+        return list(client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))))
+
+
+def test_deploy_all_registers_typed_deployments_with_a_nightly_schedule(deployed: Deployed) -> None:
+    with deployed.client() as client:
+        names = {f"{client.read_flow(d.flow_id).name}/{d.name}" for d in client.read_deployments()}
+        nightly = client.read_deployment_by_name("ferry-nightly/host1")
+        migrate = client.read_deployment_by_name("ferry-migrate/host1")
+    for flow in ("ferry-snapshot", "ferry-restore", "ferry-source", "ferry-migrate", "ferry-nightly"):
+        assert {f"{flow}/host1", f"{flow}/host2"} <= names
+    assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
+    assert nightly.schedules[0].schedule.timezone == "UTC"
+    assert nightly.parameters["to"] == deployed.store and nightly.parameters["retention"] == {"keep": 10}
+    schema = migrate.parameter_openapi_schema["properties"]
+    assert schema["compress"]["enum"] == ["zstd", "gzip", "none"]
+    assert "description" in schema["via"] and schema["timeout_minutes"]["minimum"] == 1
+    assert "Retention" in json.dumps(nightly.parameter_openapi_schema)
+
+
+def test_migration_moves_the_container_between_hosts(deployed: Deployed) -> None:
+    h1, h2 = deployed.host1, deployed.host2
+    h1.run_workload("mover")
+    counted = h1.counter("mover")
+
+    run = deployed.run("ferry-migrate/host1", container="mover", target_host="host2")
+
+    assert run.state.is_completed(), f"{run.state}\n{deployed.worker_logs()}"
+    assert h1.state("mover") == "absent"
+    assert h2.state("mover") == "running"
+    wait_for(lambda: h2.counter("mover") > counted + 20, what="the migrated container to count on")
+    assert assert_consecutive_log(h2.exec("mover", "cat", "/data/log"))[-1] > counted
+    assert any(a.key == "migrate-mover" for a in _artifacts(deployed, run.id))
+    snapshot_runs = [c for c in _children(deployed, run.id) if c.name and c.deployment_id]
+    assert snapshot_runs, "the migration ran no child deployments"
+    kinds = {a.type for c in snapshot_runs for a in _artifacts(deployed, c.id)}
+    assert "markdown" in kinds and "progress" in kinds
+
+
+@pytest.mark.parametrize(
+    ("host", "stages"),
+    [
+        ("host1", ["upload", "upload", "upload"]),  # the upload task retries twice on its own
+        ("host2", ["download", "download", "download"]),
+        ("host2", ["verify"]),
+        ("host2", ["restore"]),
+    ],
+    ids=["upload", "download", "verify", "restore"],
+)
+def test_failed_migration_leaves_the_container_running_on_the_source(
+    deployed: Deployed, host: str, stages: list[str]
+) -> None:
+    h1, h2 = deployed.host1, deployed.host2
+    name = f"fail-{stages[0]}"
+    h1.run_workload(name)
+    deployed.inject(host, *stages)
+
+    run = deployed.run("ferry-migrate/host1", container=name, target_host="host2")
+
+    assert run.state.is_failed(), run.state
+    assert "host1" in (run.state.message or "") or "restored" in (run.state.message or "")
+    assert h2.state(name) == "absent"
+    assert h1.state(name) == "running"
+    before = h1.counter(name)
+    wait_for(lambda: h1.counter(name) > before + 10, what="the rolled-back container to count on")
+    assert_consecutive_log(h1.exec(name, "cat", "/data/log"))
+    deployed.inject(host)
+
+
+def test_retry_after_failed_upload_resumes_without_a_new_dump(deployed: Deployed) -> None:
+    h1 = deployed.host1
+    h1.run_workload("resumer")
+    deployed.inject("host1", "upload", "upload", "upload")
+
+    run = deployed.run("ferry-snapshot/host1", container="resumer", to=deployed.store, leave_running=True)
+    assert run.state.is_failed(), run.state
+
+    deployed.stack.cli("flow-run", "retry", str(run.id))
+    deadline = time.monotonic() + 600
+    while True:
+        with deployed.client() as client:
+            state = client.read_flow_run(run.id).state
+        if state and state.is_final() and state.is_completed():
+            break
+        assert time.monotonic() < deadline, f"retry did not complete: {state}\n{deployed.worker_logs()}"
+        time.sleep(1)
+
+    with deployed.client() as client:
+        task_runs = client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run.id])))
+    by_name: dict[str, list[str]] = {}
+    for tr in sorted(task_runs, key=lambda t: t.expected_start_time or t.created):
+        by_name.setdefault(tr.name.rsplit("-", 1)[0], []).append(tr.state.name if tr.state else "?")
+    assert by_name["dump"][-1] == "Cached", by_name
+    assert by_name["rootfs-diff"][-1] == "Cached", by_name
+    assert "Completed" in by_name["upload"], by_name
+    assert len(ArchiveStore(deployed.store, deployed.options).archives("resumer")) == 1
+
+
+def test_nightly_snapshots_the_others_when_one_fails(deployed: Deployed) -> None:
+    h1 = deployed.host1
+    h1.run_workload("night1")
+    h1.run_workload("night2")
+
+    run = deployed.run("ferry-nightly/host1", containers=["night1", "ghost", "night2"], label=None)
+
+    assert run.state.is_failed(), run.state
+    assert "1 of 3" in (run.state.message or "")
+    tables = [a for a in _artifacts(deployed, run.id) if a.type == "table"]
+    assert tables, "no table artifact"
+    rows = json.loads(tables[0].data) if isinstance(tables[0].data, str) else tables[0].data
+    status = {r["container"]: r["status"] for r in rows}
+    assert status == {"night1": "ok", "ghost": "FAILED", "night2": "ok"}
+    store = ArchiveStore(deployed.store, deployed.options)
+    assert store.archives("night1") and store.archives("night2")
+    assert h1.state("night1") == "running" and h1.state("night2") == "running"
+
+
+def test_prefect_ui_shows_the_run_and_the_deployment(deployed: Deployed, tmp_path: Path) -> None:
+    from playwright.sync_api import sync_playwright
+
+    deployed.host1.run_workload("ui-shown")
+    run = deployed.run("ferry-snapshot/host1", container="ui-shown", to=deployed.store, leave_running=True)
+    assert run.state.is_completed(), run.state
+    with deployed.client() as client:
+        deployment = client.read_deployment_by_name("ferry-snapshot/host1")
+
+    args = [
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+    ]
+    with sync_playwright() as pw:
+        browser = pw.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium", headless=True, args=args
+        )
+        page = browser.new_page(viewport={"width": 1400, "height": 1000})
+        page.goto(f"{deployed.stack.ui}/runs/flow-run/{run.id}", wait_until="networkidle")
+        page.get_by_text(run.name).first.wait_for(timeout=60_000)
+        page.get_by_text("Completed").first.wait_for(timeout=60_000)
+        page.get_by_role("tab", name="Artifacts").first.click()
+        page.get_by_text("ui-shown").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "flow-run.png"))
+        page.goto(f"{deployed.stack.ui}/deployments/deployment/{deployment.id}", wait_until="networkidle")
+        page.get_by_text("ferry-snapshot").first.wait_for(timeout=60_000)
+        page.get_by_text("host1").first.wait_for(timeout=60_000)
+        page.screenshot(path=str(tmp_path / "deployment.png"))
+        browser.close()
+    shutil.copy(tmp_path / "flow-run.png", deployed.logs / "flow-run.png")
+    shutil.copy(tmp_path / "deployment.png", deployed.logs / "deployment.png")
