@@ -16,6 +16,8 @@ from pathlib import Path
 
 from prefect import task
 
+from ferry import keys
+from ferry.archive.envelope import open_plain
 from ferry.archive.reader import Report, rewrite
 from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
 from ferry.runtime import Podman
@@ -74,7 +76,8 @@ def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | No
     with runtime.image_mounted(report.image_id) as image_root:
         check = ImageLinkCheck(image_root)
         with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
-            rewrite(src, sink, expected=report, check_diff_path=check)
+            opened = open_plain(src, verified.fetched.sidecar, keys.encryption_key())
+            rewrite(opened.plain, sink, expected=report, check_diff_path=check)
     return Prepared(out, name, report)
 
 

@@ -14,10 +14,13 @@ from prefect import task
 from prefect.runtime import flow_run
 
 from ferry.archive.compression import SUFFIX, Compression, check_compression
+from ferry.archive.crypto import SCHEME, Encryptor
 from ferry.archive.manifest import ContainerRef, Manifest
 from ferry.archive.members import DELETED_FILES, ROOTFS_DIFF
+from ferry.archive.streams import HashingWriter
 from ferry.archive.writer import ArchiveDigest, ArchiveWriter
 from ferry.errors import CheckpointError
+from ferry.keys import encryption_key
 from tasks.dump import DumpResult
 from tasks.inspect import Subject
 from tasks.rootfs_diff import DiffResult
@@ -26,8 +29,10 @@ from tasks.rootfs_diff import DiffResult
 @dataclass(frozen=True)
 class ArchiveResult:
     path: Path
-    digest: ArchiveDigest
+    digest: ArchiveDigest  # of the archive itself
     manifest: Manifest
+    stored: ArchiveDigest | None = None  # of the bytes stored, when they are encrypted
+    encryption: str = ""
 
 
 def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd") -> ArchiveResult:
@@ -43,8 +48,11 @@ def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compre
         rootfs={"files": diff.files, "bytes": diff.bytes, "deleted": diff.deleted_count},
         run=str(flow_run.get_id() or ""),
     )
-    with out_path.open("wb") as sink:
-        writer = ArchiveWriter(sink, comp)
+    key = encryption_key()
+    with out_path.open("wb") as out:
+        stored = HashingWriter(out)
+        sealer = Encryptor(stored, key) if key else None
+        writer = ArchiveWriter(sealer or out, comp)  # type: ignore[arg-type]
         with writer:
             with tarfile.open(dumped.export, "r|") as dump_tar:
                 for member in dump_tar:
@@ -57,9 +65,14 @@ def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compre
             if diff.deleted is not None:
                 writer.add_path(diff.deleted, DELETED_FILES)
             manifest = writer.write_manifest(template)
+        if sealer:
+            sealer.finish()
     if writer.digest is None:
         raise RuntimeError("archive writer finished without a digest")
-    return ArchiveResult(out_path, writer.digest, manifest)
+    if not sealer:
+        return ArchiveResult(out_path, writer.digest, manifest)
+    sealed = ArchiveDigest(stored.size, stored.hexdigest(), comp)
+    return ArchiveResult(out_path, writer.digest, manifest, sealed, SCHEME)
 
 
 @task(name="archive", retries=0, persist_result=True)

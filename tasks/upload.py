@@ -6,8 +6,10 @@ from typing import Any
 
 from prefect import task
 
+from ferry import keys
 from ferry.archive.compression import SUFFIX
 from ferry.archive.manifest import Sidecar
+from ferry.archive.signing import sign
 from ferry.errors import ArchiveNotFoundError, StoreError, UsageError
 from ferry.faults import maybe_fail
 from ferry.report import Progress
@@ -32,14 +34,21 @@ def upload(
         manifest.container.id,
         SUFFIX[archive.digest.compression],
     )
+    stored = archive.stored or archive.digest
     sidecar = Sidecar(
         archive=key.rsplit("/", 1)[-1],
-        size=archive.digest.size,
-        sha256=archive.digest.sha256,
+        size=stored.size,
+        sha256=stored.sha256,
         compression=archive.digest.compression,
         manifest=manifest,
+        encryption=archive.encryption,
+        plain_size=archive.digest.size if archive.encryption else 0,
+        plain_sha256=archive.digest.sha256 if archive.encryption else "",
     )
-    progress = Progress(archive.digest.size, f"upload of {manifest.container.name} to {store.url}")
+    signing_key = keys.signing_key()
+    if signing_key:
+        sidecar = sign(sidecar, signing_key)
+    progress = Progress(stored.size, f"upload of {manifest.container.name} to {store.url}")
     url = store.put_archive(archive.path, key, sidecar, on_bytes=progress.advance)
     progress.finish()
     return url

@@ -6,8 +6,11 @@ from dataclasses import dataclass
 
 from prefect import task
 
+from ferry import keys
+from ferry.archive.envelope import open_plain
 from ferry.archive.reader import Report
 from ferry.archive.reader import verify as verify_stream
+from ferry.archive.signing import check as check_signature
 from ferry.faults import maybe_fail
 from tasks.download import Fetched
 
@@ -20,8 +23,11 @@ class Verified:
 
 def verify(fetched: Fetched, allow_unverified: bool = False) -> Verified:
     maybe_fail("verify")
+    check_signature(fetched.sidecar, keys.signing_key())
     with fetched.path.open("rb") as f:
-        report = verify_stream(f, sidecar=fetched.sidecar, require_manifest=not allow_unverified)
+        opened = open_plain(f, fetched.sidecar, keys.encryption_key())
+        report = verify_stream(opened.plain, sidecar=opened.sidecar, require_manifest=not allow_unverified)
+        opened.check_stored()
     return Verified(fetched, report)
 
 

@@ -101,6 +101,10 @@ class Sidecar:
     sha256: str
     compression: str
     manifest: Manifest
+    signature: str = ""  # "hmac-sha256:<hex>" over the rest (ferry.archive.signing)
+    encryption: str = ""  # scheme when the stored bytes are ciphertext (ferry.archive.crypto)
+    plain_size: int = 0  # size and sha256 of the decrypted archive, when encrypted
+    plain_sha256: str = ""
 
     def to_json(self) -> bytes:
         return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
@@ -115,6 +119,10 @@ class Sidecar:
                 sha256=str(raw["sha256"]),
                 compression=str(raw["compression"]),
                 manifest=Manifest.from_dict(raw["manifest"]),
+                signature=str(raw.get("signature", "")),
+                encryption=str(raw.get("encryption", "")),
+                plain_size=int(raw.get("plain_size", 0)),
+                plain_sha256=str(raw.get("plain_sha256", "")),
             )
         except UnsupportedArchiveError:
             raise
