@@ -2,14 +2,16 @@
 
 ``FERRY_FAULTS_FILE`` names a file listing stages, one per line (``upload``, ``download``,
 ``verify``, ``restore``...). The first time a listed stage runs it fails as a real failure of
-that stage would, and its line is removed, so a retry goes through. Without the variable this
-module does nothing.
+that stage would, and its line is removed, so a retry goes through. A line ``hang:<stage>``
+makes the stage stop there instead (it writes ``<file>.hanging`` and sleeps), for killing the
+process at a known point. Without the variable this module does nothing.
 """
 
 from __future__ import annotations
 
 import fcntl
 import os
+import time
 from pathlib import Path
 
 from ferry.errors import FerryError, IntegrityError, RestoreError, StoreError
@@ -31,11 +33,15 @@ def maybe_fail(stage: str) -> None:
         fcntl.flock(f, fcntl.LOCK_EX)
         f.seek(0)
         lines = [line.strip() for line in f.read().splitlines() if line.strip()]
-        if stage not in lines:
+        hang = f"hang:{stage}" in lines
+        if stage not in lines and not hang:
             return
-        lines.remove(stage)
+        lines.remove(f"hang:{stage}" if hang else stage)
         f.seek(0)
         f.truncate()
         f.write("".join(f"{line}\n" for line in lines))
+    if hang:
+        Path(f"{path}.hanging").write_text(stage)
+        time.sleep(3600)
     kind = _KINDS.get(stage, FerryError)
     raise kind(f"Injected fault in stage {stage!r} ({ENV}={path}).")

@@ -32,7 +32,7 @@ from ferry.errors import (
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LOG_TAIL_LINES = 25
-_LOG_FILE_RE = re.compile(r"log file: (\S+)")
+_LOG_FILE_RE = re.compile(r"log file: ([^\s\"\\]+)")
 
 
 @dataclass(frozen=True)
@@ -44,6 +44,7 @@ class ContainerInfo:
     image_id: str
     image_name: str
     static_dir: str
+    checkpointed: bool = False
 
 
 @dataclass(frozen=True)
@@ -138,6 +139,7 @@ class Podman:
             image_id=data.get("Image", ""),
             image_name=data.get("ImageName", ""),
             static_dir=data.get("StaticDir", ""),
+            checkpointed=bool(data["State"].get("Checkpointed")),
         )
 
     def running_containers(self, label: str | None = None) -> list[str]:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
@@ -46,7 +47,9 @@ def generation(path: Path) -> int:
 
 
 def bump_generation(path: Path) -> None:
-    (path / "generation").write_text(str(generation(path) + 1))
+    # Best effort: on a full disk the rollback matters more than the retry bookkeeping.
+    with contextlib.suppress(OSError):
+        (path / "generation").write_text(str(generation(path) + 1))
 
 
 def remove_run_dir(path: Path) -> None:

@@ -14,6 +14,7 @@ from typing import Annotated, Any, Literal
 from prefect import flow
 from pydantic import Field
 
+from ferry.locks import clear_inflight, container_lock
 from ferry.report import Timings, markdown
 from ferry.staging import generation, remove_run_dir, run_dir
 from tasks.archive import archive_task
@@ -60,26 +61,28 @@ def snapshot(
     timings = Timings()
     staging = run_dir("snapshot", container)
     gen = generation(staging)
-    with timings("inspect"):
-        subject = inspect_task(container, to, storage_options, storage_secret, gen)
-    image = ""
-    if with_image:
-        with timings("ship-image"):
-            image = ship_image_task(subject, to, staging, storage_options, storage_secret)
-    with frozen(subject.info, skip=is_dumped(staging, gen)):
-        with timings("rootfs-diff"):
-            diff = rootfs_diff_task(subject.info, staging, gen)
-        with timings("dump"):
-            dumped = dump_task(subject.info, staging, leave_running, gen)
-    try:
-        with timings("archive"):
-            archive = archive_task(subject, dumped, diff, compress)
-        with timings("upload"):
-            url = upload_task(archive, to, storage_options, storage_secret)
-    except Exception as exc:
-        if not leave_running:
-            rollback_task(subject.info, exc, staging)
-        raise
+    with container_lock(container):
+        with timings("inspect"):
+            subject = inspect_task(container, to, storage_options, storage_secret, gen)
+        image = ""
+        if with_image:
+            with timings("ship-image"):
+                image = ship_image_task(subject, to, staging, storage_options, storage_secret)
+        try:
+            with frozen(subject.info, skip=is_dumped(staging, gen)):
+                with timings("rootfs-diff"):
+                    diff = rootfs_diff_task(subject.info, staging, gen)
+                with timings("dump"):
+                    dumped = dump_task(subject.info, staging, leave_running, gen)
+            with timings("archive"):
+                archive = archive_task(subject, dumped, diff, compress)
+            with timings("upload"):
+                url = upload_task(archive, to, storage_options, storage_secret)
+        except Exception as exc:
+            if not leave_running:
+                rollback_task(subject.info, exc, staging)
+            raise
+        clear_inflight(subject.info.id)
     remove_run_dir(staging)
     result = SnapshotResult(
         url, subject.info.name, archive.manifest.mode, archive.digest.size, dumped.stats.frozen_us / 1000, image

@@ -20,6 +20,7 @@ from ferry.archive.members import DELETED_FILES, ROOTFS_DIFF
 from ferry.archive.streams import HashingWriter
 from ferry.archive.writer import ArchiveDigest, ArchiveWriter
 from ferry.errors import CheckpointError
+from ferry.faults import maybe_fail
 from ferry.keys import encryption_key
 from tasks.dump import DumpResult
 from tasks.inspect import Subject
@@ -36,6 +37,7 @@ class ArchiveResult:
 
 
 def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd") -> ArchiveResult:
+    maybe_fail("archive")
     comp: Compression = check_compression(compression)
     info = subject.info
     out_path = dumped.export.parent / f"archive{SUFFIX[comp]}"

@@ -12,6 +12,8 @@ from pathlib import Path
 
 from prefect import task
 
+from ferry.faults import maybe_fail
+from ferry.locks import mark_inflight
 from ferry.runtime import CheckpointStats, ContainerInfo, Podman
 from ferry.staging import utcnow
 
@@ -26,7 +28,10 @@ class DumpResult:
 
 
 def dump(info: ContainerInfo, staging: Path, leave_running: bool, runtime: Podman | None = None) -> DumpResult:
+    maybe_fail("dump")
     runtime = runtime or Podman()
+    if not leave_running:
+        mark_inflight(info.id)
     started = utcnow()
     stats = runtime.checkpoint(info, staging / "dump.tar", leave_running=leave_running)
     return DumpResult(staging / "dump.tar", leave_running, stats, started, utcnow())

@@ -12,6 +12,7 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ferry.errors import FerryError, RestoreError
+from ferry.locks import clear_inflight
 from ferry.runtime import ContainerInfo, Podman
 from ferry.staging import bump_generation
 
@@ -26,8 +27,13 @@ def rollback(
     runtime = runtime or Podman()
     if staging is not None:
         bump_generation(staging)
+    current = runtime.inspect(info.id)
+    if current.state == "running":
+        clear_inflight(info.id)
+        return  # the dump failed before stopping it: nothing to bring back
     try:
         runtime.restore_local(info.id)
+        clear_inflight(info.id)
     except FerryError as exc:
         raise RestoreError(
             f"The snapshot of {info.name!r} failed ({failure}) and restoring the container on "

@@ -123,6 +123,8 @@ class DiffChecker:
             self.bytes += info.size
         if not info.issym():
             self._symlinks.discard(name)
+        if not (info.isreg() or info.islnk()):
+            self._files.discard(name)  # a later hardlink to this name would not link to a file
         return name
 
     def _refuse_through_link(self, name: str, where: str) -> None:
@@ -138,6 +140,18 @@ class DiffChecker:
     @property
     def symlinks(self) -> frozenset[str]:
         return frozenset(self._symlinks)
+
+
+def check_deleted_below_links(path: str, symlinks: frozenset[str]) -> None:
+    """Podman removes ``deleted.files`` after applying the diff: never through a link it made."""
+    parent = posixpath.dirname(path)
+    while parent:
+        if parent in symlinks:
+            raise UnsafeArchiveError(
+                f"deleted.files: {'/' + path!r} lies below the symlink {parent!r} created by the rootfs "
+                "diff; removing it would follow the link."
+            )
+        parent = posixpath.dirname(parent)
 
 
 def _kind(info: tarfile.TarInfo) -> str:

@@ -23,7 +23,13 @@ import zstandard
 from ferry.archive import members as m
 from ferry.archive.compression import Compression, decompressing
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
-from ferry.archive.policy import DiffChecker, check_outer_member, confined, parse_deleted_files
+from ferry.archive.policy import (
+    DiffChecker,
+    check_deleted_below_links,
+    check_outer_member,
+    confined,
+    parse_deleted_files,
+)
 from ferry.archive.streams import HashingReader, Readable, drain
 from ferry.errors import (
     ArchiveError,
@@ -50,6 +56,7 @@ class Report:
     diff_bytes: int = 0
     deleted: list[str] = field(default_factory=list)
     diff_entries: list[str] = field(default_factory=list)
+    diff_symlinks: frozenset[str] = frozenset()
     #: From config.dump: the container's name and image as Podman will restore them.
     name: str = ""
     image_id: str = ""
@@ -104,7 +111,7 @@ def _walk(
     sink: BinaryIO | None,
     check_diff_path: Callable[[str], None] | None = None,
 ) -> Report:
-    outer = HashingReader(source)
+    outer = HashingReader(_FullReads(source))
     try:
         with decompressing(outer) as (compression, plain):
             report = Report(compression)
@@ -129,6 +136,25 @@ def _walk(
     report.archive_sha256 = outer.hexdigest()
     _check_complete(report, sidecar, require_manifest)
     return report
+
+
+class _FullReads:
+    """Returns short reads only at the end of the stream: format detection reads one header and
+    needs all of it, whatever the source (a peeking wrapper, a network stream) hands back."""
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        if size < 0 or not data or len(data) >= size:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size and (more := self._source.read(size - got)):
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)
 
 
 def _blame_corruption(outer: HashingReader, sidecar: Sidecar | None, exc: Exception) -> None:
@@ -178,6 +204,8 @@ def _members(
             report.members[name] = MemberDigest(name, reader.size, reader.hexdigest())
         if out is not None and payload is not None:
             _copy_member(out, info, name, payload)
+    for path in report.deleted:  # after the loop: deleted.files may come before the diff
+        check_deleted_below_links(path, report.diff_symlinks)
 
 
 def _member_payload(
@@ -238,6 +266,7 @@ def _scan_diff(
         if out is not None:
             out.close()
     report.diff_files, report.diff_bytes = checker.files, checker.bytes
+    report.diff_symlinks = checker.symlinks
     if rebuilt is not None:
         rebuilt.seek(0)
     return rebuilt

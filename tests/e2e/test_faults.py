@@ -1,0 +1,165 @@
+"""Faults on real CRIU: kill -9 at known points, a dump CRIU refuses, a full staging disk, two
+snapshots at once. Nothing is lost, nothing half-done, no container runs twice."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from ferry.errors import CheckpointError, FerryError
+from flows.snapshot import snapshot
+from storage.store import ArchiveStore
+from tests.helpers import ULIMITS, Host, env_with, wait_for
+
+pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu]
+
+
+@pytest.fixture
+def cli(host: Host, prefect_harness: None, tmp_path: Path):  # type: ignore[no-untyped-def]
+    from prefect.settings import PREFECT_API_URL
+
+    faults = tmp_path / "faults"
+    faults.write_text("")
+    env = env_with(
+        host,
+        PREFECT_API_URL=str(PREFECT_API_URL.value()),
+        FERRY_STAGING=str(tmp_path / "staging"),
+        FERRY_FAULTS_FILE=str(faults),
+    )
+
+    def start(*args: str, hang: str | None = None) -> subprocess.Popen[str]:
+        faults.write_text(f"hang:{hang}\n" if hang else "")
+        Path(f"{faults}.hanging").unlink(missing_ok=True)
+        return subprocess.Popen(
+            [sys.executable, "-m", "ferry.cli", *args],
+            env=env,
+            text=True,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+
+    def run(*args: str) -> subprocess.CompletedProcess[str]:
+        faults.write_text("")
+        return subprocess.run(
+            [sys.executable, "-m", "ferry.cli", *args],
+            env=env,
+            text=True,
+            capture_output=True,
+            timeout=600,
+            check=False,
+        )
+
+    def kill_when_hanging(proc: subprocess.Popen[str]) -> None:
+        wait_for(lambda: Path(f"{faults}.hanging").exists() or proc.poll() is not None, what="the hang point")
+        assert proc.poll() is None, proc.communicate()
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+
+    start.run = run  # type: ignore[attr-defined]
+    start.kill_when_hanging = kill_when_hanging  # type: ignore[attr-defined]
+    return start
+
+
+def _counting(host: Host, name: str) -> bool:
+    before = host.counter(name)
+    time.sleep(0.5)
+    return host.counter(name) > before
+
+
+def test_kill_while_frozen_then_rerun_thaws_and_completes(host: Host, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    first = cli("snapshot", "app", "--to", store, "--leave-running", hang="dump")
+
+    wait_for(lambda: Path(f"{tmp_path}/faults.hanging").exists(), what="the dump hang point")
+    second = cli.run("snapshot", "app", "--to", store, "--leave-running")
+    assert second.returncode == 1 and "Another ferry run" in second.stderr, second.stderr
+    os.kill(first.pid, signal.SIGKILL)
+    first.wait()
+    assert not _counting(host, "app"), "the container should still be frozen by the killed run"
+
+    rerun = cli.run("snapshot", "app", "--to", store, "--leave-running")
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert _counting(host, "app")
+    assert len(ArchiveStore(store).archives("app")) == 1
+
+
+def test_kill_after_a_stop_mode_dump_then_rerun_brings_it_back_once(host: Host, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    first = cli("snapshot", "app", "--to", store, hang="archive")
+    cli.kill_when_hanging(first)
+    assert host.state("app") == "exited", "the dump should have stopped it"
+    assert ArchiveStore(store).archives() == []
+
+    rerun = cli.run("snapshot", "app", "--to", store)
+    assert rerun.returncode == 0, rerun.stderr
+    host.podman("rm", "app")
+    restored = cli.run("restore", store, "--latest", "app")
+
+    assert restored.returncode == 0, restored.stderr
+    assert host.names() == {"app"} and host.state("app") == "running"
+    assert _counting(host, "app")
+
+
+def test_kill_during_restore_then_rerun_restores_exactly_once(host: Host, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    assert cli.run("snapshot", "app", "--to", store, "--leave-running").returncode == 0
+    url = ArchiveStore(store).archives()[0].url
+
+    first = cli("restore", url, "--name", "copy", hang="verify")
+    cli.kill_when_hanging(first)
+    assert host.names() == {"app"}
+    rerun = cli.run("restore", url, "--name", "copy")
+
+    assert rerun.returncode == 0, rerun.stderr
+    assert host.names() == {"app", "copy"}
+    assert host.state("copy") == "running" and _counting(host, "copy")
+
+
+def test_dump_criu_refuses_leaves_the_container_running_and_thawed(
+    host: Host, tmp_path: Path, prefect_harness: None, staging: Path
+) -> None:
+    # An established TCP connection inside the container: CRIU refuses it without --tcp-established.
+    script = (
+        "(while :; do sleep 1; done) | nc -l -p 9000 >/dev/null & sleep 0.5; "
+        "(while :; do echo x; sleep 1; done) | nc 127.0.0.1 9000 & "
+        "i=0; while :; do i=$((i+1)); echo $i > /data/counter; usleep 5000; done"
+    )
+    host.podman("run", "-d", "--name", "tcp", *ULIMITS, "localhost/ferry-test:latest", "sh", "-c", script)
+    wait_for(lambda: host.counter("tcp") > 20, what="the workload to start")
+
+    with pytest.raises(CheckpointError) as info:
+        snapshot("tcp", f"file://{tmp_path}/store")
+
+    message = str(info.value)
+    assert "'tcp'" in message and "CRIU log" in message, message
+    assert host.state("tcp") == "running" and _counting(host, "tcp")
+    assert ArchiveStore(f"file://{tmp_path}/store").archives() == []
+
+
+def test_full_staging_disk_fails_clearly_and_keeps_the_container(
+    host: Host, tmp_path: Path, prefect_harness: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    small = tmp_path / "small"
+    small.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64k", "tmpfs", str(small)], check=True)
+    try:
+        monkeypatch.setenv("FERRY_STAGING", str(small))
+        host.run_workload("app")
+        with pytest.raises(FerryError) as info:
+            snapshot("app", f"file://{tmp_path}/store")
+        assert "no space left" in str(info.value).lower(), str(info.value)
+        assert host.state("app") == "running" and _counting(host, "app")
+        assert ArchiveStore(f"file://{tmp_path}/store").archives() == []
+        assert ArchiveStore(f"file://{tmp_path}/store").incomplete() == []
+    finally:
+        subprocess.run(["umount", "-l", str(small)], check=False)
