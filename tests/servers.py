@@ -9,7 +9,7 @@ import sys
 import time
 import urllib.request
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,3 +81,77 @@ def moto_server(**env: str) -> Iterator[S3Server]:
     finally:
         proc.terminate()
         proc.wait(timeout=10)
+
+
+class FlakyProxy:
+    """A TCP proxy on loopback that cuts connections mid-stream: the first ``drops`` times more
+    than ``after`` bytes cross it in one direction on one connection, that connection is reset."""
+
+    def __init__(self, target_port: int, *, after: int, drops: int, direction: str = "up") -> None:
+        import threading
+
+        self.target_port, self.after, self.drops, self.direction = target_port, after, drops, direction
+        self.dropped = 0
+        self._lock = threading.Lock()
+        self._server = socket.socket()
+        self._server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self._server.bind(("127.0.0.1", 0))
+        self._server.listen(64)
+        self.port = int(self._server.getsockname()[1])
+        self._closed = False
+        threading.Thread(target=self._accept, daemon=True).start()
+
+    @property
+    def endpoint(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def close(self) -> None:
+        self._closed = True
+        self._server.close()
+
+    def _accept(self) -> None:
+        import threading
+
+        while not self._closed:
+            try:
+                client, _ = self._server.accept()
+            except OSError:
+                return
+            upstream = socket.create_connection(("127.0.0.1", self.target_port))
+            state = {"up": 0, "down": 0, "dead": False}
+            for src, dst, way in ((client, upstream, "up"), (upstream, client, "down")):
+                threading.Thread(target=self._pump, args=(src, dst, way, state, client, upstream), daemon=True).start()
+
+    def _pump(
+        self,
+        src: socket.socket,
+        dst: socket.socket,
+        way: str,
+        state: dict[str, object],
+        client: socket.socket,
+        upstream: socket.socket,
+    ) -> None:
+        import struct
+
+        try:
+            while data := src.recv(65536):
+                state[way] = int(state[way]) + len(data)  # type: ignore[call-overload]
+                if way == self.direction and int(state[way]) > self.after and self._take_drop():  # type: ignore[call-overload]
+                    for s in (client, upstream):
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                        s.close()
+                    return
+                dst.sendall(data)
+        except OSError:
+            pass
+        finally:
+            for s in (src, dst):
+                with suppress(OSError):
+                    s.shutdown(socket.SHUT_RDWR)
+
+    def _take_drop(self) -> bool:
+        with self._lock:
+            if self.dropped < self.drops:
+                self.dropped += 1
+                return True
+            return False

@@ -35,11 +35,13 @@ class _Peeked:
         self._head, self._source = head, source
 
     def read(self, size: int = -1, /) -> bytes:
-        if self._head:
-            out = self._head if size < 0 else self._head[:size]
-            self._head = self._head[len(out) :]
-            return out
-        return self._source.read(size)
+        if not self._head:
+            return self._source.read(size)
+        out = self._head if size < 0 else self._head[:size]
+        self._head = self._head[len(out) :]
+        if size < 0 or len(out) < size:  # a full read, as callers that sniff headers expect
+            out += self._source.read(-1 if size < 0 else size - len(out))
+        return out
 
 
 def open_plain(source: Readable, sidecar: Sidecar | None, key: bytes | None) -> Opened:

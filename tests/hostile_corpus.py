@@ -1,0 +1,676 @@
+"""A corpus of hostile checkpoint archives, generated from a valid one (never checked in).
+
+Each case takes a real archive (a ferry snapshot, or a forged one for unit tests), changes one
+thing, re-packs it and recomputes the manifest and the sidecar, so the refusal is the policy's
+doing; only the cases about checksums leave a hash stale on purpose. Paths that try to escape
+aim at a sentinel tree outside the container root (``target``), whose every byte the tests
+compare before and after.
+"""
+
+from __future__ import annotations
+
+import copy
+import gzip
+import hashlib
+import io
+import json
+import os
+import stat
+import tarfile
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zstandard
+
+from ferry.archive.compression import SUFFIX, Compression, compressing, detect
+from ferry.errors import ArchiveError, IntegrityError, UnsafeArchiveError, UnsupportedArchiveError
+from tests.archive_forge import Entry, Forge
+
+MANIFEST = "ferry-manifest.json"
+DIFF = "rootfs-diff.tar"
+DELETED = "deleted.files"
+INVENTORY = "checkpoint/inventory.img"
+UP = "../" * 24  # climbs out of any container root: the rest is resolved from the host's /
+BOMB_BYTES = 256 << 20
+
+
+@dataclass(frozen=True)
+class Hostile:
+    """One hostile archive, the sidecar to put next to it, and how ferry must refuse it."""
+
+    name: str
+    data: bytes
+    sidecar: bytes | None
+    error: type[ArchiveError]
+    match: str  # regex the refusal's message must match
+    compression: Compression = "zstd"
+    allow_unverified: bool = False
+    needs_image: bool = False  # below a symlink of the image: only the restore can tell
+
+    @property
+    def filename(self) -> str:
+        return self.name + SUFFIX[self.compression]
+
+
+@dataclass
+class Member:
+    info: tarfile.TarInfo
+    data: bytes | None  # None: not a regular file
+    zeros: int = 0  # a regular file of this many zero bytes, generated while packing
+
+    @classmethod
+    def of(cls, entry: Entry) -> Member:
+        return cls(entry.info(), entry.data if entry.type == tarfile.REGTYPE else None)
+
+    @property
+    def regular(self) -> bool:
+        return self.data is not None or self.zeros > 0
+
+
+@dataclass
+class Unpacked:
+    """A valid archive taken apart: its members before the manifest, and the manifest."""
+
+    members: list[Member]
+    manifest: dict[str, Any]
+    compression: Compression
+    image_link: bool = False  # its image has /data/link -> /
+
+    @classmethod
+    def parse(cls, archive: bytes, *, image_link: bool = False) -> Unpacked:
+        compression = detect(archive[:512])
+        members: list[Member] = []
+        manifest: dict[str, Any] = {}
+        with tarfile.open(fileobj=io.BytesIO(decompress(archive, compression)), mode="r:") as tar:
+            for info in tar:
+                f = tar.extractfile(info) if info.isreg() else None
+                data = f.read() if f is not None else None
+                if info.name == MANIFEST and data is not None:
+                    manifest = json.loads(data)
+                else:
+                    members.append(Member(info, data))
+        if not manifest:
+            raise ValueError("the base archive has no ferry manifest")
+        return cls(members, manifest, compression, image_link)
+
+    def clone(self, compression: Compression | None = None) -> Unpacked:
+        out = copy.deepcopy(self)
+        out.compression = compression or self.compression
+        return out
+
+    def find(self, name: str) -> Member:
+        return next(m for m in self.members if m.info.name == name)
+
+    def set(self, name: str, data: bytes) -> None:
+        """Replace a member's bytes, or add it (before the manifest) when absent."""
+        if any(m.info.name == name for m in self.members):
+            member = self.find(name)
+            member.data, member.info.size = data, len(data)
+        else:
+            self.members.append(Member.of(Entry(name, data)))
+
+    def remove(self, name: str) -> None:
+        self.members = [m for m in self.members if m.info.name != name]
+
+    def diff(self) -> list[Member]:
+        if not any(m.info.name == DIFF for m in self.members):
+            return []
+        data = self.find(DIFF).data or b""
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            return [Member(i, _read(tar, i)) for i in tar]
+
+    def add_to_diff(self, entries: list[Entry]) -> None:
+        self.set(DIFF, pack_tar([*self.diff(), *(Member.of(e) for e in entries)]))
+
+    def digests(self) -> list[dict[str, Any]]:
+        return [
+            {"name": m.info.name, "size": len(m.data), "sha256": sha256(m.data)}
+            for m in self.members
+            if m.data is not None
+        ]
+
+    def recomputed(self, **edit: Any) -> dict[str, Any]:
+        return {**self.manifest, "members": self.digests(), **edit}
+
+
+def _read(tar: tarfile.TarFile, info: tarfile.TarInfo) -> bytes | None:
+    f = tar.extractfile(info) if info.isreg() else None
+    return f.read() if f is not None else None
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def decompress(data: bytes, compression: Compression) -> bytes:
+    if compression == "zstd":
+        reader = zstandard.ZstdDecompressor().stream_reader(io.BytesIO(data), read_across_frames=True)
+        return reader.read()
+    if compression == "gzip":
+        return gzip.decompress(data)
+    return data
+
+
+class _Zeros(io.RawIOBase):
+    def __init__(self, size: int) -> None:
+        super().__init__()
+        self._left = size
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        n = min(len(buffer), self._left)
+        memoryview(buffer)[:n] = bytes(n)
+        self._left -= n
+        return n
+
+
+def _write_members(tar: tarfile.TarFile, members: list[Member]) -> None:
+    for m in members:
+        info = copy.copy(m.info)
+        if m.zeros:
+            info.size = m.zeros
+            tar.addfile(info, io.BufferedReader(_Zeros(m.zeros), buffer_size=1 << 20))
+        elif m.data is not None:
+            info.size = len(m.data)
+            tar.addfile(info, io.BytesIO(m.data))
+        else:
+            info.size = 0
+            tar.addfile(info)
+
+
+def pack_tar(members: list[Member]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w", format=tarfile.PAX_FORMAT) as tar:
+        _write_members(tar, members)
+    return buf.getvalue()
+
+
+def pack(members: list[Member], compression: Compression) -> bytes:
+    """Tar and compress, streaming: a bomb member never exists in memory uncompressed."""
+    buf = io.BytesIO()
+    with compressing(buf, compression) as sink, tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) as tar:
+        _write_members(tar, members)
+    return buf.getvalue()
+
+
+def manifest_member(manifest: dict[str, Any] | bytes) -> Member:
+    data = manifest if isinstance(manifest, bytes) else json.dumps(manifest, indent=1, sort_keys=True).encode()
+    return Member.of(Entry(MANIFEST, data))
+
+
+def sidecar_json(filename: str, data: bytes, compression: Compression, manifest: dict[str, Any]) -> bytes:
+    record = {
+        "archive": filename,
+        "size": len(data),
+        "sha256": sha256(data),
+        "compression": compression,
+        "manifest": manifest,
+    }
+    return json.dumps(record, indent=1, sort_keys=True).encode()
+
+
+@dataclass
+class Seal:
+    """How to finish a case: which manifest goes inside, which sidecar outside."""
+
+    manifest: dict[str, Any] | bytes | None = None  # default: recomputed over the members
+    sidecar_manifest: dict[str, Any] | None = None  # default: the manifest inside
+    sidecar: bool = True
+    after: list[Member] = field(default_factory=list)  # members after the manifest
+    mangle: Callable[[bytes], bytes] | None = None  # damage to the compressed bytes
+    stale_sidecar: bool = False  # sidecar of the bytes before mangle
+    allow_unverified: bool = False
+
+
+def seal(name: str, u: Unpacked, error: type[ArchiveError], match: str, how: Seal | None = None) -> Hostile:
+    how = how or Seal()
+    inner = u.recomputed() if how.manifest is None else how.manifest
+    tail = [] if how.allow_unverified else [manifest_member(inner)]
+    data = pack([*u.members, *tail, *how.after], u.compression)
+    damaged = how.mangle(data) if how.mangle else data
+    outer = how.sidecar_manifest or (inner if isinstance(inner, dict) else u.manifest)
+    filename = name + SUFFIX[u.compression]
+    sidecar = None
+    if how.sidecar and not how.allow_unverified:
+        sidecar = sidecar_json(filename, data if how.stale_sidecar else damaged, u.compression, outer)
+    return Hostile(
+        name,
+        damaged,
+        sidecar,
+        error,
+        match,
+        u.compression,
+        allow_unverified=how.allow_unverified,
+        needs_image=u.image_link,
+    )
+
+
+# ---------------------------------------------------------------------------------------------
+# The cases. ``t`` is the sentinel directory, an absolute host path outside the container.
+
+EntriesOf = Callable[[str], list[Entry]]
+SYM, LNK, DIR = tarfile.SYMTYPE, tarfile.LNKTYPE, tarfile.DIRTYPE
+
+OUTER: dict[str, tuple[EntriesOf, type[ArchiveError], str]] = {
+    "outer-dotdot": (lambda t: [Entry(UP + t[1:] + "/victim", b"x")], UnsafeArchiveError, r"contains '\.\.'"),
+    "outer-dotdot-inside-path": (
+        lambda t: [Entry(f"checkpoint/{UP}{t[1:]}/victim", b"x")],
+        UnsafeArchiveError,
+        r"contains '\.\.'",
+    ),
+    "outer-absolute": (lambda t: [Entry(t + "/victim", b"x")], UnsafeArchiveError, "is absolute"),
+    "outer-symlink-then-write": (
+        lambda t: [Entry("checkpoint/escape", type=SYM, linkname=t), Entry("checkpoint/escape/victim", b"x")],
+        UnsafeArchiveError,
+        "is a symlink",
+    ),
+    "outer-hardlink-outside": (
+        lambda t: [Entry("checkpoint/victim", type=LNK, linkname=t + "/victim")],
+        UnsafeArchiveError,
+        "is a hardlink",
+    ),
+    "outer-char-device": (
+        lambda t: [Entry("checkpoint/mem", type=tarfile.CHRTYPE, devmajor=1)],
+        UnsafeArchiveError,
+        "character device",
+    ),
+    "outer-fifo": (lambda t: [Entry("checkpoint/fifo", type=tarfile.FIFOTYPE)], UnsafeArchiveError, "FIFO"),
+}
+
+DIFF_CASES: dict[str, tuple[EntriesOf, str]] = {
+    "diff-dotdot": (lambda t: [Entry(UP + t[1:] + "/victim", b"x")], r"rootfs-diff.tar.*contains '\.\.'"),
+    "diff-dotdot-inside-path": (lambda t: [Entry(f"data/{UP}{t[1:]}/victim", b"x")], r"contains '\.\.'"),
+    "diff-absolute": (lambda t: [Entry(t + "/victim", b"x")], "rootfs-diff.tar.*is absolute"),
+    "diff-symlink-absolute-then-write": (
+        lambda t: [Entry("data/escape", type=SYM, linkname=t), Entry("data/escape/victim", b"x")],
+        "through the symlink 'data/escape'",
+    ),
+    "diff-symlink-relative-then-write": (
+        lambda t: [Entry("data/up", type=SYM, linkname=UP + t[1:]), Entry("data/up/victim", b"x")],
+        "through the symlink 'data/up'",
+    ),
+    "diff-symlink-root-then-deep-write": (
+        lambda t: [
+            Entry("data/root", type=SYM, linkname="/"),
+            Entry(f"data/root{t}", type=DIR, mode=0o755),
+            Entry(f"data/root{t}/victim", b"x"),
+        ],
+        "through the symlink 'data/root'",
+    ),
+    "diff-hardlink-absolute": (
+        lambda t: [Entry("data/h", type=LNK, linkname=t + "/victim")],
+        "hardlink 'data/h'.*is absolute",
+    ),
+    "diff-hardlink-dotdot": (
+        lambda t: [Entry("data/h", type=LNK, linkname=UP + t[1:] + "/victim")],
+        r"hardlink 'data/h'.*contains '\.\.'",
+    ),
+    "diff-hardlink-through-symlink": (
+        lambda t: [Entry("data/l", type=SYM, linkname=t), Entry("data/h", type=LNK, linkname="data/l/victim")],
+        "not a file earlier in the diff",
+    ),
+    "diff-hardlink-to-image-file": (
+        lambda t: [Entry("data/h", type=LNK, linkname="etc/passwd")],
+        "not a file earlier in the diff",
+    ),
+    "diff-hardlink-to-file-relinked-as-symlink": (
+        lambda t: [
+            Entry("data/f", b"x"),
+            Entry("data/f", type=SYM, linkname=t + "/victim"),
+            Entry("data/h", type=LNK, linkname="data/f"),
+        ],
+        "not a file earlier in the diff",
+    ),
+    "diff-char-device": (lambda t: [Entry("data/mem", type=tarfile.CHRTYPE, devmajor=1, mode=0o666)], "character"),
+    "diff-block-device": (lambda t: [Entry("data/sda", type=tarfile.BLKTYPE, devmajor=8, mode=0o666)], "block"),
+    "diff-fifo": (lambda t: [Entry("data/fifo", type=tarfile.FIFOTYPE)], "FIFO"),
+    # tar has no socket type (GNU tar skips sockets): an unknown type byte is how one would come
+    "diff-socket-or-unknown-type": (lambda t: [Entry("data/sock", type=b"s")], "special entry"),
+    "diff-setuid": (lambda t: [Entry("data/su", b"#!/bin/sh\n", mode=0o4755)], "setuid/setgid"),
+    "diff-setgid": (lambda t: [Entry("data/sg", b"#!/bin/sh\n", mode=0o2755)], "setuid/setgid"),
+}
+
+DELETED_CASES: dict[str, tuple[Callable[[str], bytes], str]] = {
+    "deleted-dotdot": (lambda t: json.dumps([f"/{UP}{t[1:]}/victim"]).encode(), r"deleted.files.*contains '\.\.'"),
+    "deleted-relative-dotdot": (lambda t: json.dumps([UP + t[1:]]).encode(), r"contains '\.\.'"),
+    "deleted-root": (lambda t: b'["/"]', "container root"),
+    "deleted-not-a-list": (lambda t: json.dumps({t + "/victim": True}).encode(), "JSON list"),
+    "deleted-non-strings": (lambda t: json.dumps([1, None, [t + "/victim"]]).encode(), "not a string"),
+    "deleted-not-json": (lambda t: b"\xff\xfe" + t.encode(), "not valid JSON"),
+    "deleted-nul-byte": (lambda t: json.dumps([f"/data/x\x00/{UP}{t[1:]}"]).encode(), "NUL"),
+}
+
+
+def outer_case(name: str, base: Unpacked, target: str) -> Hostile:
+    entries, error, match = OUTER[name]
+    u = base.clone()
+    u.members += [Member.of(e) for e in entries(target)]
+    return seal(name, u, error, match)
+
+
+def diff_case(name: str, base: Unpacked, target: str) -> Hostile:
+    entries, match = DIFF_CASES[name]
+    u = base.clone()
+    u.add_to_diff(entries(target))
+    return seal(name, u, UnsafeArchiveError, match)
+
+
+def deleted_case(name: str, base: Unpacked, target: str) -> Hostile:
+    content, match = DELETED_CASES[name]
+    u = base.clone()
+    u.set(DELETED, content(target))
+    return seal(name, u, UnsafeArchiveError, match)
+
+
+def deleted_through_diff_symlink(base: Unpacked, target: str) -> Hostile:
+    """Podman applies the diff, then removes deleted.files: through the link the diff made."""
+    u = base.clone()
+    u.add_to_diff([Entry("data/escape", type=SYM, linkname=target)])
+    u.set(DELETED, b'["/data/escape/victim"]')
+    return seal("deleted-through-diff-symlink", u, UnsafeArchiveError, "deleted.files.*symlink 'data/escape'")
+
+
+def duplicate_member(base: Unpacked, target: str) -> Hostile:
+    u = base.clone()
+    config = json.loads(u.find("config.dump").data or b"{}")
+    u.members.append(Member.of(Entry("config.dump", json.dumps({**config, "name": "evil"}).encode())))
+    return seal("duplicate-member", u, UnsafeArchiveError, "'config.dump' twice")
+
+
+def member_after_manifest(base: Unpacked, target: str) -> Hostile:
+    late = Member.of(Entry("checkpoint/late.img", b"not covered by the manifest"))
+    return seal("member-after-manifest", base.clone(), UnsafeArchiveError, "after the manifest", Seal(after=[late]))
+
+
+def member_larger_than_manifest(base: Unpacked, target: str) -> Hostile:
+    u = base.clone()
+    manifest = u.recomputed()
+    u.set("config.dump", (u.find("config.dump").data or b"") + b" " * 4096)
+    return seal("member-larger-than-manifest", u, IntegrityError, "config.dump.*the manifest says", Seal(manifest))
+
+
+def member_hash_mismatch(base: Unpacked, target: str) -> Hostile:
+    """One flipped bit in a member's bytes, the manifest as it was before the flip."""
+    u = base.clone()
+    manifest = u.recomputed()
+    member = max((m for m in u.members if m.data), key=lambda m: len(m.data or b""))
+    data = bytearray(member.data or b"")
+    data[len(data) // 2] ^= 0x10
+    member.data = bytes(data)
+    return seal(
+        "bitflip-in-member-data", u, IntegrityError, "does not match its sha256 in the manifest", Seal(manifest)
+    )
+
+
+def member_not_in_manifest(base: Unpacked, target: str) -> Hostile:
+    u = base.clone()
+    manifest = u.recomputed()
+    u.set("checkpoint/extra.img", b"smuggled")
+    return seal("member-not-in-manifest", u, IntegrityError, "not listed in the manifest", Seal(manifest))
+
+
+def manifest_lists_absent_member(base: Unpacked, target: str) -> Hostile:
+    u = base.clone()
+    ghost = {"name": "checkpoint/ghost.img", "size": 1, "sha256": "0" * 64}
+    manifest = u.recomputed(members=[*u.digests(), ghost])
+    return seal("manifest-lists-absent-member", u, IntegrityError, "lacks: checkpoint/ghost.img", Seal(manifest))
+
+
+def manifest_missing(base: Unpacked, target: str) -> Hostile:
+    """No manifest and no sidecar: what a Podman export looks like."""
+    return _without_manifest("manifest-missing", base, None, "no ferry manifest")
+
+
+def manifest_missing_with_sidecar(base: Unpacked, target: str) -> Hostile:
+    return _without_manifest("manifest-missing-sidecar-present", base, base.manifest, "manifest is missing")
+
+
+def _without_manifest(name: str, base: Unpacked, sidecar_manifest: dict[str, Any] | None, match: str) -> Hostile:
+    data = pack(base.members, base.compression)
+    filename = name + SUFFIX[base.compression]
+    sidecar = sidecar_json(filename, data, base.compression, sidecar_manifest) if sidecar_manifest else None
+    return Hostile(name, data, sidecar, UnsupportedArchiveError, match, base.compression)
+
+
+def manifest_malformed(base: Unpacked, target: str) -> Hostile:
+    how = Seal(manifest=b'{"format": "ferry-checkpoint", "version": 1, "members": [', sidecar_manifest=base.manifest)
+    return seal("manifest-not-json", base.clone(), UnsupportedArchiveError, "malformed", how)
+
+
+def manifest_bad_members(base: Unpacked, target: str) -> Hostile:
+    u = base.clone()
+    bad = json.dumps(u.recomputed(members="all of them")).encode()
+    return seal("manifest-members-not-a-list", u, UnsupportedArchiveError, "malformed", Seal(bad, base.manifest))
+
+
+def manifest_newer_version(base: Unpacked, target: str) -> Hostile:
+    u = base.clone()
+    return seal("manifest-newer-version", u, UnsupportedArchiveError, "version 2", Seal(u.recomputed(version=2)))
+
+
+def manifest_newer_version_inside_only(base: Unpacked, target: str) -> Hostile:
+    u = base.clone()
+    how = Seal(u.recomputed(version=2), sidecar_manifest=u.recomputed())
+    return seal("manifest-newer-version-inside", u, UnsupportedArchiveError, "version 2", how)
+
+
+def sidecar_sha_mismatch(base: Unpacked, target: str) -> Hostile:
+    case = seal("sidecar-sha256-mismatch", base.clone(), IntegrityError, "sha256.*does not match the store's record")
+    record = json.loads(case.sidecar or b"{}")
+    record["sha256"] = "0" * 64
+    return _with_sidecar(case, json.dumps(record).encode())
+
+
+def _with_sidecar(case: Hostile, sidecar: bytes) -> Hostile:
+    return Hostile(case.name, case.data, sidecar, case.error, case.match, case.compression)
+
+
+def missing_inventory(base: Unpacked, target: str) -> Hostile:
+    u = base.clone()
+    u.remove(INVENTORY)
+    return seal("missing-inventory-img", u, UnsupportedArchiveError, "lacks checkpoint/inventory.img")
+
+
+def bomb(base: Unpacked, target: str) -> Hostile:
+    """A few hundred KiB that expand to BOMB_BYTES; the sidecar's manifest declares the real size."""
+    u = base.clone()
+    manifest = u.recomputed()
+    bomb_info = Member.of(Entry("checkpoint/pages-9.img", b"")).info
+    u.members.insert(u.members.index(u.find(INVENTORY)) + 1, Member(bomb_info, None, zeros=BOMB_BYTES))
+    return seal("decompression-bomb", u, UnsafeArchiveError, "decompression bomb", Seal(manifest))
+
+
+def truncated(compression: Compression) -> Callable[[Unpacked, str], Hostile]:
+    def build(base: Unpacked, target: str) -> Hostile:
+        how = Seal(mangle=lambda data: data[: len(data) * 2 // 3])
+        return seal(f"truncated-{compression}", base.clone(compression), IntegrityError, "truncated or corrupt", how)
+
+    return build
+
+
+def bitflip_stale_sidecar(base: Unpacked, target: str) -> Hostile:
+    how = Seal(mangle=_flip_middle, stale_sidecar=True)
+    return seal("bitflip-zstd-sidecar-stale", base.clone("zstd"), IntegrityError, "sha256", how)
+
+
+def bitflip_gzip(base: Unpacked, target: str) -> Hostile:
+    """The sidecar matches the damaged bytes: gzip's CRC, the tar or the manifest must notice."""
+    how = Seal(mangle=_flip_middle)
+    return seal("bitflip-gzip-stream", base.clone("gzip"), ArchiveError, "corrupt|sha256|manifest|lacks", how)
+
+
+def bitflip_tar_header(base: Unpacked, target: str) -> Hostile:
+    """A flipped bit in a header of an uncompressed archive: the tar looks as if it ended there."""
+    how = Seal(mangle=_flip_header_of("config.dump"))
+    return seal("bitflip-tar-header", base.clone("none"), ArchiveError, "lacks|missing|corrupt", how)
+
+
+def _flip_middle(data: bytes) -> bytes:
+    out = bytearray(data)
+    out[len(out) // 2] ^= 0x40
+    return bytes(out)
+
+
+def _flip_header_of(name: str) -> Callable[[bytes], bytes]:
+    def flip(data: bytes) -> bytes:
+        with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as tar:
+            offset = tar.getmember(name).offset
+        out = bytearray(data)
+        out[offset + 100] ^= 0x01  # the mode field of the header block
+        return bytes(out)
+
+    return flip
+
+
+def unverified(name: str, edit: Callable[[Unpacked, str], None], match: str) -> Callable[[Unpacked, str], Hostile]:
+    """With --allow-unverified (no manifest needed), every path is checked all the same."""
+
+    def build(base: Unpacked, target: str) -> Hostile:
+        u = base.clone()
+        edit(u, target)
+        return seal(name, u, UnsafeArchiveError, match, Seal(allow_unverified=True))
+
+    return build
+
+
+def _unverified_escape(u: Unpacked, t: str) -> None:
+    u.add_to_diff([Entry("data/escape", type=SYM, linkname=t), Entry("data/escape/victim", b"x")])
+
+
+def _unverified_deleted(u: Unpacked, t: str) -> None:
+    u.set(DELETED, json.dumps([f"/{UP}{t[1:]}/victim"]).encode())
+
+
+def _image_link_diff(u: Unpacked, t: str) -> None:
+    u.add_to_diff([Entry(f"data/link{t}/victim", b"x")])
+
+
+def _image_link_deleted(u: Unpacked, t: str) -> None:
+    u.set(DELETED, json.dumps([f"/data/link{t}/victim"]).encode())
+
+
+def image_link(name: str, edit: Callable[[Unpacked, str], None]) -> Callable[[Unpacked, str], Hostile]:
+    """Needs a base whose image has /data/link -> /: the archive alone looks harmless."""
+
+    def build(base: Unpacked, target: str) -> Hostile:
+        if not base.image_link:
+            raise ValueError(f"{name} needs a base archive of an image with /data/link -> /")
+        u = base.clone()
+        edit(u, target)
+        return seal(name, u, UnsafeArchiveError, "symlink in the container's image")
+
+    return build
+
+
+Builder = Callable[[Unpacked, str], Hostile]
+
+
+def _named(table: dict[str, Any], build: Callable[[str, Unpacked, str], Hostile]) -> dict[str, Builder]:
+    return {name: (lambda b, t, n=name: build(n, b, t)) for name in table}
+
+
+SPECIAL: dict[str, Builder] = {
+    "deleted-through-diff-symlink": deleted_through_diff_symlink,
+    "duplicate-member": duplicate_member,
+    "member-after-manifest": member_after_manifest,
+    "member-larger-than-manifest": member_larger_than_manifest,
+    "bitflip-in-member-data": member_hash_mismatch,
+    "member-not-in-manifest": member_not_in_manifest,
+    "manifest-lists-absent-member": manifest_lists_absent_member,
+    "manifest-missing": manifest_missing,
+    "manifest-missing-sidecar-present": manifest_missing_with_sidecar,
+    "manifest-not-json": manifest_malformed,
+    "manifest-members-not-a-list": manifest_bad_members,
+    "manifest-newer-version": manifest_newer_version,
+    "manifest-newer-version-inside": manifest_newer_version_inside_only,
+    "sidecar-sha256-mismatch": sidecar_sha_mismatch,
+    "missing-inventory-img": missing_inventory,
+    "decompression-bomb": bomb,
+    "truncated-zstd": truncated("zstd"),
+    "truncated-gzip": truncated("gzip"),
+    "bitflip-zstd-sidecar-stale": bitflip_stale_sidecar,
+    "bitflip-gzip-stream": bitflip_gzip,
+    "bitflip-tar-header": bitflip_tar_header,
+    "unverified-diff-symlink-then-write": unverified(
+        "unverified-diff-symlink-then-write", _unverified_escape, "through the symlink"
+    ),
+    "unverified-deleted-dotdot": unverified("unverified-deleted-dotdot", _unverified_deleted, r"contains '\.\.'"),
+}
+
+#: Every case an ordinary base archive yields (names known before any archive exists).
+CASES: dict[str, Builder] = {
+    **_named(OUTER, outer_case),
+    **_named(DIFF_CASES, diff_case),
+    **_named(DELETED_CASES, deleted_case),
+    **SPECIAL,
+}
+
+#: Cases that need a base archive of an image holding /data/link -> /.
+IMAGE_LINK_CASES: dict[str, Builder] = {
+    "image-symlink-diff-write": image_link("image-symlink-diff-write", _image_link_diff),
+    "image-symlink-deleted-entry": image_link("image-symlink-deleted-entry", _image_link_deleted),
+}
+
+
+def build(name: str, base: Unpacked, target: str) -> Hostile:
+    builder = CASES.get(name) or IMAGE_LINK_CASES[name]
+    case = builder(base, target)
+    if case.name != name:
+        raise AssertionError(f"case {name} built as {case.name}")
+    return case
+
+
+def forged_base(*, image_link: bool = False) -> Unpacked:
+    """A small valid archive with a diff and deleted.files, for tests without podman."""
+    diff = [Entry("data", type=DIR, mode=0o755), Entry("data/log", b"1\n2\n")]
+    return Unpacked.parse(Forge(diff=diff, deleted=b'["/etc/deleteme"]').bytes(), image_link=image_link)
+
+
+# ---------------------------------------------------------------------------------------------
+# The sentinel: a tree outside every container root that no refused archive may change.
+
+
+def make_sentinel(root: Path) -> Path:
+    (root / "sub" / "deeper").mkdir(parents=True)
+    (root / "victim").write_bytes(b"ferry must never write, link or delete this file\n")
+    (root / "sub" / "deeper" / "data.bin").write_bytes(os.urandom(8192))
+    (root / "sub" / "link").symlink_to("../victim")
+    tool = root / "tool"
+    tool.write_bytes(b"#!/bin/sh\necho sentinel\n")
+    tool.chmod(0o755)
+    return root
+
+
+def tree_state(root: Path) -> dict[str, tuple[Any, ...]]:
+    """Every name, type, mode, owner, size, time, link count and byte below ``root`` (inclusive)."""
+    state = {".": _node(root)}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for name in dirnames + filenames:
+            path = Path(dirpath) / name
+            state[str(path.relative_to(root))] = _node(path)
+    return state
+
+
+def _node(path: Path) -> tuple[Any, ...]:
+    st = path.lstat()
+    meta = (st.st_mode, st.st_uid, st.st_gid, st.st_size, st.st_mtime_ns, st.st_ctime_ns, st.st_ino, st.st_nlink)
+    if stat.S_ISREG(st.st_mode):
+        return (*meta, sha256(path.read_bytes()))
+    if stat.S_ISLNK(st.st_mode):
+        return (*meta, os.readlink(path))
+    return meta
+
+
+def put_in_store(case: Hostile, store: Path, container: str = "app") -> str:
+    """Place the archive (and its sidecar, if any) in a file:// store; return the archive URL."""
+    folder = store / container
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / case.filename
+    path.write_bytes(case.data)
+    if case.sidecar is not None:
+        (folder / (case.filename + ".ferry.json")).write_bytes(case.sidecar)
+    return f"file://{path}"
