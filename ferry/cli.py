@@ -198,7 +198,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    from ferry.inspection import format_inspection, inspect_archive
+    from ferry.inspection import inspect_archive
+    from ferry.inspection_view import format_inspection
 
     data = inspect_archive(args.archive, resolve(None))
     print(json.dumps(data, indent=1) if args.json else format_inspection(data))

@@ -8,8 +8,8 @@ count, and the few CRIU images it decodes (``pstree.img``, ``core-<pid>.img``, `
 ``stats-dump``). Those images go into a private temporary directory under names ferry makes up;
 nothing else is ever written.
 
-CRIU images are decoded by Debian's ``crit`` (``crit decode -i FILE``), run as a subprocess:
-its ``pycriu`` lives in the system Python, not in ferry's venv.
+CRIU images are decoded by Debian's ``crit`` (``crit decode -i FILE``), run as a subprocess by
+:mod:`ferry.runtime`: its ``pycriu`` lives in the system Python, not in ferry's venv.
 
 A verification failure does not stop the inspection: the point of inspecting a suspicious
 archive is to see what it is. Whatever could not be read is listed under ``notes``.
@@ -20,12 +20,11 @@ from __future__ import annotations
 import json
 import queue
 import re
-import shlex
 import subprocess
 import tarfile
 import tempfile
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -37,13 +36,10 @@ from ferry.archive.manifest import Manifest, Sidecar
 from ferry.archive.policy import confined, parse_deleted_files
 from ferry.archive.reader import SMALL_MEMBER_LIMIT, expansion_limit, verify
 from ferry.archive.streams import HashingReader, Readable, drain
-from ferry.errors import ArchiveError, FerryError, IntegrityError, RuntimeCommandError, UnsupportedArchiveError
-from ferry.runtime import Podman, criu_check, criu_version
+from ferry.errors import ArchiveError, FerryError, IntegrityError, UnsupportedArchiveError
+from ferry.runtime import Podman, cpuinfo_check, crit_decode, criu_check, criu_version
 from storage.store import open_archive, read_sidecar
 
-CRIT = "crit"
-CRIU = "criu"
-SUBPROCESS_TIMEOUT = 60
 #: CRIU images ferry copies out to decode; real ones are a few KiB.
 IMAGE_LIMIT = 16 << 20
 #: Each decoded process costs one crit run (~0.1 s); a tree larger than this is listed without names.
@@ -80,33 +76,6 @@ def inspect_archive(
     data["compatibility"] = _compatibility(data, cpu, runtime)
     data["notes"] = scan.notes
     return data
-
-
-def format_inspection(data: dict[str, Any]) -> str:
-    """The terminal view of :func:`inspect_archive`'s result. Every string from the archive is
-    escaped: a hostile process name must not move the operator's cursor or recolour the screen."""
-    lines = [
-        f"Archive:    {_safe(data['url'])}",
-        f"Verified:   {'yes' if data['verified'] else 'NO'}: {_safe(data['verification'])}",
-        f"Container:  {_name_id(data['container'])}",
-        f"Image:      {_name_id(data['image'])}",
-        f"Engine:     {_engine(data)}",
-        f"Source:     {_source(data['source'])}",
-        f"Created:    {_safe(data['created'] or '?')} (mode {_safe(data['mode'] or '?')})",
-        f"Command:    {_safe(shlex.join(data['command'])) if data['command'] else '?'}",
-        f"Sizes:      {_sizes(data['sizes'], data['compression'])}",
-    ]
-    if data.get("dump_stats"):
-        lines.append(f"Dump:       {_dump_line(data['dump_stats'])}")
-    lines.append("Processes:")
-    lines += ["  " + line for line in _tree(data["processes"])] or ["  (none decoded)"]
-    lines.append("Restore on this host:")
-    for what, check in data["compatibility"].items():
-        lines.append(f"  {_mark(check['ok'])} {what}: {_safe(check['detail'])}")
-    if data["notes"]:
-        lines.append("Notes:")
-        lines += [f"  - {_safe(note)}" for note in data["notes"]]
-    return "\n".join(lines)
 
 
 # -- one pass: verify and scan the same bytes ---------------------------------------------------
@@ -338,31 +307,6 @@ def _json_object(raw: bytes, name: str) -> dict[str, Any]:
 # -- CRIU images --------------------------------------------------------------------------------
 
 
-def crit_decode(path: Path) -> dict[str, Any]:
-    """Decode one CRIU image with ``crit decode -i FILE``; returns crit's JSON."""
-    argv = [CRIT, "decode", "-i", str(path)]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False)
-    except FileNotFoundError as exc:
-        raise RuntimeCommandError(
-            "Cannot decode the CRIU images: crit is not installed or not on PATH. Install Debian's "
-            "criu package (apt-get install criu), which ships /usr/bin/crit.",
-            argv=argv,
-        ) from exc
-    except subprocess.TimeoutExpired as exc:
-        raise RuntimeCommandError(f"crit did not decode {path.name} within {SUBPROCESS_TIMEOUT} s.", argv=argv) from exc
-    if proc.returncode != 0:
-        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        raise UnsupportedArchiveError(f"crit cannot decode {path.name}: {last}")
-    try:
-        value = json.loads(proc.stdout)
-    except json.JSONDecodeError as exc:
-        raise UnsupportedArchiveError(f"crit printed no JSON for {path.name}.") from exc
-    if not isinstance(value, dict):
-        raise UnsupportedArchiveError(f"crit printed unexpected JSON for {path.name}.")
-    return value
-
-
 def _entries(path: Path) -> list[dict[str, Any]]:
     entries = crit_decode(path).get("entries")
     if not isinstance(entries, list) or not all(isinstance(e, dict) for e in entries):
@@ -434,21 +378,6 @@ def _dump_stats(scan: _Scan) -> dict[str, int]:
 
 
 # -- compatibility with this host ---------------------------------------------------------------
-
-
-def cpuinfo_check(folder: Path) -> tuple[bool, str]:
-    """``criu cpuinfo check -D FOLDER``: can this CPU run what was dumped on the source CPU?"""
-    argv = [CRIU, "cpuinfo", "check", "-D", str(folder)]
-    try:
-        proc = subprocess.run(argv, capture_output=True, text=True, timeout=SUBPROCESS_TIMEOUT, check=False)
-    except FileNotFoundError:
-        return False, "criu is not installed or not on PATH"
-    except subprocess.TimeoutExpired:
-        return False, f"`criu cpuinfo check` did not finish within {SUBPROCESS_TIMEOUT} s"
-    out = (proc.stdout + proc.stderr).strip()
-    if proc.returncode == 0:
-        return True, "`criu cpuinfo check` passes: this CPU has the features the dump relies on"
-    return False, f"`criu cpuinfo check` fails: {out[-500:] or f'exit status {proc.returncode}'}"
 
 
 def _cpu_compat(scan: _Scan) -> dict[str, Any]:
@@ -580,79 +509,5 @@ def _command(spec: dict[str, Any]) -> list[str]:
 # -- text view ----------------------------------------------------------------------------------
 
 
-def _safe(text: object) -> str:
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
-
-
 def _short(ref: str) -> str:
     return ref[:12] if re.fullmatch(r"[0-9a-f]{64}", ref) else ref
-
-
-def _name_id(ref: dict[str, str]) -> str:
-    return f"{_safe(ref['name'] or '?')} ({_safe(_short(ref['id']) or 'no id')})"
-
-
-def _engine(data: dict[str, Any]) -> str:
-    podman = data["source"]["podman"]
-    criu = data["source"]["criu"]
-    parts = [f"podman {podman}" if podman else "podman", f"runtime {data['runtime'] or '?'}"]
-    if criu:
-        parts.append(f"CRIU {criu}")
-    return _safe(", ".join(parts))
-
-
-def _source(source: dict[str, str]) -> str:
-    if not source["host"]:
-        return "unknown (no ferry manifest)"
-    return _safe(f"host {source['host']}, kernel {source['kernel'] or '?'}")
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
-
-
-def _sizes(sizes: dict[str, int], compression: str) -> str:
-    return (
-        f"archive {_human(sizes['archive'])} ({compression}), {_human(sizes['total'])} expanded; "
-        f"memory pages {_human(sizes['memory_pages'])}; rootfs diff {_human(sizes['rootfs_diff'])} "
-        f"({sizes['changed_files']} entries changed, {sizes['deleted_files']} deleted)"
-    )
-
-
-def _dump_line(stats: dict[str, int]) -> str:
-    frozen = stats.get("frozen_time", 0) / 1000
-    return f"processes frozen {frozen:.1f} ms, {stats.get('pages_written', 0)} pages written"
-
-
-def _mark(ok: bool | None) -> str:
-    return {True: "[ok]  ", False: "[FAIL]", None: "[?]   "}[ok]
-
-
-def _tree(processes: list[dict[str, Any]]) -> list[str]:
-    """Children under their parents; a hostile tree with cycles still prints each pid once."""
-    by_pid = {p["pid"]: p for p in processes}
-    children: dict[int, list[dict[str, Any]]] = {}
-    for proc in processes:
-        children.setdefault(proc["ppid"], []).append(proc)
-    shown: set[int] = set()
-    roots = [p for p in processes if p["ppid"] not in by_pid or p["ppid"] == p["pid"]]
-    lines = list(_branch(roots, children, shown, 0))
-    rest = [p for p in processes if p["pid"] not in shown]
-    return lines + list(_branch(rest, children, shown, 0))
-
-
-def _branch(
-    procs: list[dict[str, Any]], children: dict[int, list[dict[str, Any]]], shown: set[int], depth: int
-) -> Iterator[str]:
-    for proc in procs:
-        if proc["pid"] in shown:
-            continue
-        shown.add(proc["pid"])
-        threads = f" ({proc['threads']} threads)" if proc["threads"] > 1 else ""
-        yield f"{'  ' * depth}[{proc['pid']}] {_safe(proc['comm'] or '?')}{threads}"
-        yield from _branch(children.get(proc["pid"], []), children, shown, depth + 1)

@@ -28,6 +28,7 @@ from ferry.errors import (
     ContainerStateError,
     RestoreError,
     RuntimeCommandError,
+    UnsupportedArchiveError,
 )
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
@@ -345,3 +346,49 @@ def criu_version() -> str:
         return ""
     match = re.search(r"Version:\s*(\S+)", proc.stdout)
     return match.group(1) if match else ""
+
+
+# -- CRIU image tools (ferry inspect) -------------------------------------------------------------
+
+CRIT = "crit"
+TOOL_TIMEOUT = 60
+
+
+def crit_decode(path: Path) -> dict[str, Any]:
+    """Decode one CRIU image with ``crit decode -i FILE``; returns crit's JSON."""
+    argv = [CRIT, "decode", "-i", str(path)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+    except FileNotFoundError as exc:
+        raise RuntimeCommandError(
+            "Cannot decode the CRIU images: crit is not installed or not on PATH. Install Debian's "
+            "criu package (apt-get install criu), which ships /usr/bin/crit.",
+            argv=argv,
+        ) from exc
+    except subprocess.TimeoutExpired as exc:
+        raise RuntimeCommandError(f"crit did not decode {path.name} within {TOOL_TIMEOUT} s.", argv=argv) from exc
+    if proc.returncode != 0:
+        last = (proc.stderr.strip().splitlines() or ["no output"])[-1]
+        raise UnsupportedArchiveError(f"crit cannot decode {path.name}: {last}")
+    try:
+        value = json.loads(proc.stdout)
+    except json.JSONDecodeError as exc:
+        raise UnsupportedArchiveError(f"crit printed no JSON for {path.name}.") from exc
+    if not isinstance(value, dict):
+        raise UnsupportedArchiveError(f"crit printed unexpected JSON for {path.name}.")
+    return value
+
+
+def cpuinfo_check(folder: Path) -> tuple[bool, str]:
+    """``criu cpuinfo check -D FOLDER``: can this CPU run what was dumped on the source CPU?"""
+    argv = ["criu", "cpuinfo", "check", "-D", str(folder)]
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=TOOL_TIMEOUT, check=False)
+    except FileNotFoundError:
+        return False, "criu is not installed or not on PATH"
+    except subprocess.TimeoutExpired:
+        return False, f"`criu cpuinfo check` did not finish within {TOOL_TIMEOUT} s"
+    out = (proc.stdout + proc.stderr).strip()
+    if proc.returncode == 0:
+        return True, "`criu cpuinfo check` passes: this CPU has the features the dump relies on"
+    return False, f"`criu cpuinfo check` fails: {out[-500:] or f'exit status {proc.returncode}'}"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from ferry.inspection import format_inspection, inspect_archive
+from ferry.inspection import inspect_archive
+from ferry.inspection_view import format_inspection
 from ferry.runtime import criu_version
 from flows.snapshot import snapshot
 from tests.archive_forge import MIN_MEMBERS, Forge

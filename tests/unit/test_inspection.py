@@ -13,11 +13,12 @@ from typing import Any
 
 import pytest
 
-from ferry import inspection
+from ferry import inspection, runtime
 from ferry.archive.manifest import Sidecar
 from ferry.archive.reader import verify
 from ferry.errors import ArchiveNotFoundError, UnsupportedArchiveError
-from ferry.inspection import format_inspection, inspect_archive
+from ferry.inspection import inspect_archive
+from ferry.inspection_view import format_inspection
 from ferry.runtime import Podman
 from storage.store import SIDECAR_SUFFIX
 from tests.archive_forge import MIN_MEMBERS, Entry, Forge
@@ -231,7 +232,7 @@ def test_a_garbled_core_image_leaves_the_process_unnamed(tmp_path: Path, images:
 def test_without_crit_the_processes_are_missing_with_the_fix(
     tmp_path: Path, images: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(inspection, "CRIT", str(tmp_path / "no-crit"))
+    monkeypatch.setattr(runtime, "CRIT", str(tmp_path / "no-crit"))
     data = inspect_archive(store(tmp_path, forge(images)), runtime=FakePodman())
     assert data["processes"] == []
     assert any("apt-get install criu" in note for note in data["notes"])
