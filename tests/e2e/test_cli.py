@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -49,6 +50,12 @@ def test_snapshot_ls_verify_restore(host: Host, cli_env: dict[str, str], tmp_pat
     checked = ferry(cli_env, "verify", url)
     assert checked.returncode == 0, checked.stderr
     assert "verified against its manifest" in checked.stdout
+
+    inspected = ferry(cli_env, "inspect", url, "--json")
+    assert inspected.returncode == 0, inspected.stderr
+    view = json.loads(inspected.stdout)
+    assert view["container"]["name"] == "app" and view["verified"] is True
+    assert view["command"][:2] == ["sh", "-c"] and any(p["comm"] == "sh" for p in view["processes"])
 
     restored = ferry(cli_env, "restore", url, "--name", "app-2")
     assert restored.returncode == 0, restored.stderr
