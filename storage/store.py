@@ -2,8 +2,8 @@
 
 Layout under the store URL (one prefix per container, names sort by time)::
 
-    <url>/<container>/<YYYYmmddTHHMMSSZ>-<host>-<id12>.tar.zst          the archive
-    <url>/<container>/<YYYYmmddTHHMMSSZ>-<host>-<id12>.tar.zst.ferry.json  its sidecar
+    <url>/<container>/<YYYYmmddTHHMMSSmmmZ>-<host>-<id12>.tar.zst          the archive
+    <url>/<container>/<YYYYmmddTHHMMSSmmmZ>-<host>-<id12>.tar.zst.ferry.json  its sidecar
 
 The sidecar (the manifest plus the archive's size and sha256) is written only after the
 archive is completely committed: an archive without its sidecar is not complete, and neither
@@ -102,8 +102,13 @@ class ArchiveStore:
         self.storage_options = storage_options or {}
         self.fs, self.root = _fs(self.url, self.storage_options)
 
+    @property
+    def is_local(self) -> bool:
+        return isinstance(self.fs, LocalFileSystem)
+
     def key_for(self, container: str, created: str, host: str, container_id: str, suffix: str) -> str:
-        stamp = created.replace("-", "").replace(":", "").split(".")[0].rstrip("Z") + "Z"
+        # Milliseconds too: two snapshots of one container within a second must not share a key.
+        stamp = "".join(c for c in created if c.isdigit() or c == "T")[:18] + "Z"
         safe_host = "".join(c if c.isalnum() or c in "-_" else "_" for c in host) or "host"
         return f"{container}/{stamp}-{safe_host}-{container_id[:12]}{suffix}"
 
@@ -168,11 +173,13 @@ class ArchiveStore:
                         os.unlink(tmp)  # noqa: PTH108
                     raise
             else:
-                f = self.fs.open(path, "wb", autocommit=False, block_size=BLOCK_SIZE)
+                with _translated("start the upload of", url):
+                    f = self.fs.open(path, "wb", autocommit=False, block_size=BLOCK_SIZE)
                 try:
-                    yield f
-                    f.close()
-                    f.commit()
+                    yield _StoreWriter(f, url)  # type: ignore[misc]
+                    with _translated("finish the upload of", url):
+                        f.close()
+                        f.commit()
                 except BaseException:
                     with contextlib.suppress(Exception):
                         f.discard()
@@ -266,6 +273,21 @@ class ArchiveStore:
         with _translated("delete", archive_url):
             self.fs.rm_file(path + SIDECAR_SUFFIX)
             self.fs.rm_file(path)
+
+
+class _StoreWriter:
+    """The write side of an upload in progress: a failed part upload (any backend error) comes
+    out as a :class:`StoreError` naming the URL, as everything else from the store does."""
+
+    def __init__(self, f: Any, url: str) -> None:
+        self._f, self._url = f, url
+
+    def write(self, data: bytes | bytearray | memoryview) -> int:
+        with _translated("upload", self._url):
+            return int(self._f.write(data))
+
+    def flush(self) -> None:
+        """Parts go out as they fill; nothing to force here."""
 
 
 class _ByteCallback(Callback):  # type: ignore[misc]
