@@ -24,7 +24,7 @@ from tasks.inspect import inspect_task
 from tasks.rollback import rollback_task
 from tasks.rootfs_diff import rootfs_diff_task
 from tasks.ship_image import ship_image_task
-from tasks.upload import upload_task
+from tasks.upload import discard_task, upload_task
 
 
 @dataclass(frozen=True)
@@ -75,9 +75,13 @@ def snapshot(
                 with timings("dump"):
                     dumped = dump_task(subject.info, staging, leave_running, gen)
             with timings("archive"):
-                archive = archive_task(subject, dumped, diff, compress)
+                archive = archive_task(subject, dumped, diff, compress, to, storage_options, storage_secret)
             with timings("upload"):
-                url = upload_task(archive, to, storage_options, storage_secret)
+                try:
+                    url = upload_task(archive, to, storage_options, storage_secret)
+                except Exception:
+                    discard_task(archive, to, storage_options, storage_secret)
+                    raise
         except Exception as exc:
             if not leave_running:
                 rollback_task(subject.info, exc, staging)

@@ -331,18 +331,22 @@ def download(
     storage_options: dict[str, Any] | None = None,
     on_bytes: Callable[[int], None] | None = None,
 ) -> int:
-    """Copy an archive to a local file (atomically: a .partial name, then rename)."""
+    """Copy an archive to a local file (atomically: a .partial name, then rename). Object stores
+    use the backend's own get_file, which fetches ranges concurrently."""
     tmp = dest.with_name(dest.name + PARTIAL_SUFFIX)
-    size = 0
+    fs, path = _fs(archive_url, storage_options)
     try:
-        with open_archive(archive_url, storage_options) as src, tmp.open("wb") as out:
-            while chunk := src.read(CHUNK):
-                out.write(chunk)
-                size += len(chunk)
-                if on_bytes:
-                    on_bytes(len(chunk))
+        if isinstance(fs, LocalFileSystem):
+            with open_archive(archive_url, storage_options) as src, tmp.open("wb") as out:
+                while chunk := src.read(CHUNK):
+                    out.write(chunk)
+                    if on_bytes:
+                        on_bytes(len(chunk))
+        else:
+            with _translated("download", archive_url):
+                fs.get_file(path, str(tmp), callback=_ByteCallback(on_bytes))
         tmp.replace(dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
-    return size
+    return dest.stat().st_size

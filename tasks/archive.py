@@ -1,7 +1,9 @@
 """Stage 3, archive: one compressed tar in Podman's export layout plus ferry's manifest.
 
 Podman's dump members are streamed across as they are; the rootfs diff and deleted.files come
-from stage 2; the manifest, covering every member's size and sha256, goes last.
+from stage 2; the manifest, covering every member's size and sha256, goes last. The compressed stream
+goes straight into the store (multipart upload while compressing: no second copy of the archive
+on disk, memory bounded by one part); the upload stage then only publishes it.
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import tarfile
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, BinaryIO
 
 from prefect import task
 from prefect.runtime import flow_run
@@ -22,25 +25,38 @@ from ferry.archive.writer import ArchiveDigest, ArchiveWriter
 from ferry.errors import CheckpointError
 from ferry.faults import maybe_fail
 from ferry.keys import encryption_key
+from storage.options import resolve
+from storage.store import ArchiveStore
 from tasks.dump import DumpResult
 from tasks.inspect import Subject
+from tasks.retry import transient
 from tasks.rootfs_diff import DiffResult
 
 
 @dataclass(frozen=True)
 class ArchiveResult:
-    path: Path
+    path: Path | None  # the local archive; None when it was streamed straight into the store
     digest: ArchiveDigest  # of the archive itself
     manifest: Manifest
     stored: ArchiveDigest | None = None  # of the bytes stored, when they are encrypted
     encryption: str = ""
 
 
-def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd") -> ArchiveResult:
+def build_archive(
+    subject: Subject,
+    dumped: DumpResult,
+    diff: DiffResult,
+    compression: str = "zstd",
+    store_url: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> ArchiveResult:
+    """Write the archive straight into the store (a temporary name and a rename on local disk,
+    an uncommitted multipart upload on object stores), where it stays invisible (no sidecar)
+    until the upload stage publishes it. Without a store URL, into the run's staging dir."""
     maybe_fail("archive")
     comp: Compression = check_compression(compression)
     info = subject.info
-    out_path = dumped.export.parent / f"archive{SUFFIX[comp]}"
     template = Manifest(
         container=ContainerRef(info.name, info.id, info.image_id, info.image_name),
         source=subject.source,
@@ -50,25 +66,44 @@ def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compre
         rootfs={"files": diff.files, "bytes": diff.bytes, "deleted": diff.deleted_count},
         run=str(flow_run.get_id() or ""),
     )
-    key = encryption_key()
+    store = ArchiveStore(store_url, resolve(storage_options, storage_secret)) if store_url else None
+    if store is not None:
+        key = store.key_for(info.name, template.created, template.source.host, info.id, SUFFIX[comp])
+        with store.open_archive_writer(key) as sink:
+            return _write(sink, None, subject, dumped, diff, comp, template)
+    out_path = dumped.export.parent / f"archive{SUFFIX[comp]}"
     with out_path.open("wb") as out:
-        stored = HashingWriter(out)
-        sealer = Encryptor(stored, key) if key else None
-        writer = ArchiveWriter(sealer or out, comp)  # type: ignore[arg-type]
-        with writer:
-            with tarfile.open(dumped.export, "r|") as dump_tar:
-                for member in dump_tar:
-                    if member.name in (ROOTFS_DIFF, DELETED_FILES):
-                        raise CheckpointError(f"Podman's export of {info.name!r} unexpectedly holds {member.name}.")
-                    data = dump_tar.extractfile(member) if member.isreg() else None
-                    writer.add_stream(member, data)  # type: ignore[arg-type]
-            if diff.tar is not None:
-                writer.add_path(diff.tar, ROOTFS_DIFF)
-            if diff.deleted is not None:
-                writer.add_path(diff.deleted, DELETED_FILES)
-            manifest = writer.write_manifest(template)
-        if sealer:
-            sealer.finish()
+        return _write(out, out_path, subject, dumped, diff, comp, template)
+
+
+def _write(
+    out: BinaryIO,
+    out_path: Path | None,
+    subject: Subject,
+    dumped: DumpResult,
+    diff: DiffResult,
+    comp: Compression,
+    template: Manifest,
+) -> ArchiveResult:
+    info = subject.info
+    key = encryption_key()
+    stored = HashingWriter(out)
+    sealer = Encryptor(stored, key) if key else None
+    writer = ArchiveWriter(sealer or stored, comp)  # type: ignore[arg-type]
+    with writer:
+        with tarfile.open(dumped.export, "r|") as dump_tar:
+            for member in dump_tar:
+                if member.name in (ROOTFS_DIFF, DELETED_FILES):
+                    raise CheckpointError(f"Podman's export of {info.name!r} unexpectedly holds {member.name}.")
+                data = dump_tar.extractfile(member) if member.isreg() else None
+                writer.add_stream(member, data)  # type: ignore[arg-type]
+        if diff.tar is not None:
+            writer.add_path(diff.tar, ROOTFS_DIFF)
+        if diff.deleted is not None:
+            writer.add_path(diff.deleted, DELETED_FILES)
+        manifest = writer.write_manifest(template)
+    if sealer:
+        sealer.finish()
     if writer.digest is None:
         raise RuntimeError("archive writer finished without a digest")
     if not sealer:
@@ -77,6 +112,14 @@ def build_archive(subject: Subject, dumped: DumpResult, diff: DiffResult, compre
     return ArchiveResult(out_path, writer.digest, manifest, sealed, SCHEME)
 
 
-@task(name="archive", retries=0, persist_result=True)
-def archive_task(subject: Subject, dumped: DumpResult, diff: DiffResult, compression: str = "zstd") -> ArchiveResult:
-    return build_archive(subject, dumped, diff, compression)
+@task(name="archive", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient, persist_result=True)
+def archive_task(
+    subject: Subject,
+    dumped: DumpResult,
+    diff: DiffResult,
+    compression: str = "zstd",
+    store_url: str | None = None,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> ArchiveResult:
+    return build_archive(subject, dumped, diff, compression, store_url, storage_options, storage_secret)

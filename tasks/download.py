@@ -14,7 +14,7 @@ from ferry.report import Progress
 from storage.options import resolve
 from storage.store import download as fetch
 from storage.store import read_sidecar
-from tasks.upload import transient
+from tasks.retry import transient
 
 
 @dataclass(frozen=True)

@@ -1,21 +1,27 @@
-"""Stage 4, upload: the archive into the store, atomically (sidecar manifest last)."""
+"""Stage 4, upload: the archive into the store, atomically (sidecar manifest last).
+
+When the archive stage already streamed the archive into an object store, this stage only
+publishes it, by writing the sidecar.
+"""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from prefect import task
+from prefect.cache_policies import NO_CACHE
 
 from ferry import keys
 from ferry.archive.compression import SUFFIX
 from ferry.archive.manifest import Sidecar
 from ferry.archive.signing import sign
-from ferry.errors import ArchiveNotFoundError, StoreError, UsageError
 from ferry.faults import maybe_fail
 from ferry.report import Progress
 from storage.options import resolve
 from storage.store import ArchiveStore
 from tasks.archive import ArchiveResult
+from tasks.retry import transient
 
 
 def upload(
@@ -48,23 +54,46 @@ def upload(
     signing_key = keys.signing_key()
     if signing_key:
         sidecar = sign(sidecar, signing_key)
+    if archive.path is None:  # streamed into the store by the archive stage: publish it
+        store.commit_sidecar(key, sidecar)
+        return store.url_of(key)
     progress = Progress(stored.size, f"upload of {manifest.container.name} to {store.url}")
     url = store.put_archive(archive.path, key, sidecar, on_bytes=progress.advance)
     progress.finish()
     return url
 
 
-def transient(task: object, task_run: object, state: Any) -> bool:
-    """Retry storage hiccups; not bad URLs, missing buckets or refused credentials."""
-    try:
-        state.result()
-    except (UsageError, ArchiveNotFoundError, PermissionError):
-        return False
-    except StoreError:
-        return True
-    except Exception:
-        return False
-    return False
+def discard(
+    archive: ArchiveResult,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> None:
+    """Best effort, after a snapshot failed for good: remove an archive object that was streamed
+    into the store but never published (it is invisible without its sidecar anyway)."""
+    if archive.path is not None:
+        return
+    store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
+    manifest = archive.manifest
+    key = store.key_for(
+        manifest.container.name,
+        manifest.created,
+        manifest.source.host,
+        manifest.container.id,
+        SUFFIX[archive.digest.compression],
+    )
+    with contextlib.suppress(Exception):
+        store.fs.rm_file(f"{store.root}/{key}")
+
+
+@task(name="discard-unpublished", retries=0, cache_policy=NO_CACHE)
+def discard_task(
+    archive: ArchiveResult,
+    store_url: str,
+    storage_options: dict[str, Any] | None = None,
+    storage_secret: str | None = None,
+) -> None:
+    discard(archive, store_url, storage_options, storage_secret)
 
 
 @task(name="upload", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient, persist_result=True)

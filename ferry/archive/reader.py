@@ -115,7 +115,7 @@ def _walk(
     try:
         with decompressing(outer) as (compression, plain):
             report = Report(compression)
-            bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive")
+            bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive", digest=False)
             out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink else None
             try:
                 _members(bounded, report, out, check_diff_path)
@@ -196,7 +196,7 @@ def _members(
         if data is None:  # a regular file always has data; anything else was refused above
             raise UnsafeArchiveError(f"Member {name!r} has no data.")
         reader = HashingReader(data, what=f"member {name}")
-        payload = _member_payload(name, reader, report, out, check_diff_path)
+        payload = _member_payload(info, name, reader, report, out, check_diff_path)
         drain(reader)
         if reader.size != info.size:
             raise IntegrityError(f"Member {name!r} is shorter than its tar header says.")
@@ -209,6 +209,7 @@ def _members(
 
 
 def _member_payload(
+    info: tarfile.TarInfo,
     name: str,
     reader: HashingReader,
     report: Report,
@@ -232,13 +233,13 @@ def _member_payload(
         return io.BytesIO(data) if out is not None else None
     if name == m.ROOTFS_DIFF:
         return _scan_diff(reader, report, rebuild=out is not None, check_diff_path=check_diff_path)
-    if out is None:
-        return None
-    spool = tempfile.SpooledTemporaryFile(max_size=8 << 20)
-    while chunk := reader.read(1 << 20):
-        spool.write(chunk)
-    spool.seek(0)
-    return spool  # type: ignore[return-value]
+    if out is not None:
+        # Straight across: the output is only used once the whole archive has passed, and a
+        # short member makes addfile fail.
+        clean = _clean_info(info, name)
+        clean.size = info.size
+        out.addfile(clean, reader)
+    return None
 
 
 def _scan_diff(

@@ -143,15 +143,16 @@ def test_failed_upload_in_stop_mode_restores_the_container_here(
     counted = host.counter("app")
     store = f"file://{tmp_path}/store"
 
-    def broken_put(*args: object, **kwargs: object) -> str:
-        raise StoreError("injected: the store went away mid-upload")
+    def broken_publish(*args: object, **kwargs: object) -> None:
+        raise StoreError("injected: the store went away before the sidecar was written")
 
-    monkeypatch.setattr(ArchiveStore, "put_archive", broken_put)
+    monkeypatch.setattr(ArchiveStore, "commit_sidecar", broken_publish)
     with pytest.raises(StoreError, match="restored on this host"):
         snapshot("app", store)
 
     _check_restored(host, "app", counted)
     assert ArchiveStore(store).archives() == []
+    assert ArchiveStore(store).incomplete() == [], "the unpublished archive was left behind"
 
 
 @pytest.mark.server
