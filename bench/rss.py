@@ -1,8 +1,9 @@
 """Benchmark 6: peak RSS of a ferry process for large archives.
 
-Each size runs in a fresh child process: archive stage (tasks.archive.build_archive) -> upload
-to a moto S3 store (tasks.upload.upload) -> download (tasks.download.download) -> verify
-(tasks.verify.verify). The child reports its VmHWM after each stage.
+Each size runs in a fresh child process, as the snapshot and restore flows do: archive stage
+streaming into a moto S3 store (tasks.archive.build_archive with the store URL) -> upload
+(tasks.upload.upload, which publishes the sidecar) -> download (tasks.download.download) ->
+verify (tasks.verify.verify). The child reports its VmHWM after each stage.
 """
 
 from __future__ import annotations
@@ -54,11 +55,10 @@ def child(dump_tar: Path, store: str, options: dict[str, Any]) -> None:
     hwm["imports"] = vm_hwm_kib()
     dumped = DumpResult(dump_tar, False, CheckpointStats(), "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")
     start = time.perf_counter()
-    archive = build_archive(Subject(INFO, Source()), dumped, DiffResult(None, None, 0, 0, 0))
+    archive = build_archive(Subject(INFO, Source()), dumped, DiffResult(None, None, 0, 0, 0), "zstd", store, options)
     dump_tar.unlink()
     seconds["archive"], hwm["archive"] = time.perf_counter() - start, vm_hwm_kib()
     url = upload(archive, store, options)
-    archive.path.unlink()
     seconds["upload"], hwm["upload"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
     fetched = download(url, dump_tar.parent, options)
     seconds["download"], hwm["download"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
