@@ -9,7 +9,7 @@ on disk, memory bounded by one part); the upload stage then only publishes it.
 from __future__ import annotations
 
 import tarfile
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, BinaryIO
 
@@ -40,6 +40,12 @@ class ArchiveResult:
     manifest: Manifest
     stored: ArchiveDigest | None = None  # of the bytes stored, when they are encrypted
     encryption: str = ""
+    key: str = ""  # where in the store it was streamed to (unpublished until its sidecar exists)
+
+
+def archive_key(store: ArchiveStore, manifest: Manifest, compression: Compression) -> str:
+    ref = manifest.container
+    return store.key_for(ref.name, manifest.created, manifest.source.host, ref.id, SUFFIX[compression])
 
 
 def build_archive(
@@ -68,9 +74,9 @@ def build_archive(
     )
     store = ArchiveStore(store_url, resolve(storage_options, storage_secret)) if store_url else None
     if store is not None:
-        key = store.key_for(info.name, template.created, template.source.host, info.id, SUFFIX[comp])
+        key = archive_key(store, template, comp)
         with store.open_archive_writer(key) as sink:
-            return _write(sink, None, subject, dumped, diff, comp, template)
+            return replace(_write(sink, None, subject, dumped, diff, comp, template), key=key)
     out_path = dumped.export.parent / f"archive{SUFFIX[comp]}"
     with out_path.open("wb") as out:
         return _write(out, out_path, subject, dumped, diff, comp, template)

@@ -13,14 +13,13 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ferry import keys
-from ferry.archive.compression import SUFFIX
 from ferry.archive.manifest import Sidecar
 from ferry.archive.signing import sign
 from ferry.faults import maybe_fail
 from ferry.report import Progress
 from storage.options import resolve
 from storage.store import ArchiveStore
-from tasks.archive import ArchiveResult
+from tasks.archive import ArchiveResult, archive_key
 from tasks.retry import transient
 
 
@@ -33,13 +32,7 @@ def upload(
     maybe_fail("upload")
     store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
     manifest = archive.manifest
-    key = store.key_for(
-        manifest.container.name,
-        manifest.created,
-        manifest.source.host,
-        manifest.container.id,
-        SUFFIX[archive.digest.compression],
-    )
+    key = archive.key or archive_key(store, manifest, archive.digest.compression)
     stored = archive.stored or archive.digest
     sidecar = Sidecar(
         archive=key.rsplit("/", 1)[-1],
@@ -71,19 +64,11 @@ def discard(
 ) -> None:
     """Best effort, after a snapshot failed for good: remove an archive object that was streamed
     into the store but never published (it is invisible without its sidecar anyway)."""
-    if archive.path is not None:
+    if not archive.key:
         return
     store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
-    manifest = archive.manifest
-    key = store.key_for(
-        manifest.container.name,
-        manifest.created,
-        manifest.source.host,
-        manifest.container.id,
-        SUFFIX[archive.digest.compression],
-    )
     with contextlib.suppress(Exception):
-        store.fs.rm_file(f"{store.root}/{key}")
+        store.fs.rm_file(f"{store.root}/{archive.key}")
 
 
 @task(name="discard-unpublished", retries=0, cache_policy=NO_CACHE)
