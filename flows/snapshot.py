@@ -17,7 +17,7 @@ from pydantic import Field
 from ferry.locks import clear_inflight, container_lock
 from ferry.report import Timings, markdown
 from ferry.staging import generation, remove_run_dir, run_dir
-from tasks.archive import archive_task
+from tasks.archive import ArchiveResult, archive_task
 from tasks.dump import dump_task, is_dumped
 from tasks.freeze import frozen
 from tasks.inspect import inspect_task
@@ -68,6 +68,7 @@ def snapshot(
         if with_image:
             with timings("ship-image"):
                 image = ship_image_task(subject, to, staging, storage_options, storage_secret)
+        archive: ArchiveResult | None = None
         try:
             with frozen(subject.info, skip=is_dumped(staging, gen)):
                 with timings("rootfs-diff"):
@@ -77,14 +78,15 @@ def snapshot(
             with timings("archive"):
                 archive = archive_task(subject, dumped, diff, compress, to, storage_options, storage_secret)
             with timings("upload"):
-                try:
-                    url = upload_task(archive, to, storage_options, storage_secret)
-                except Exception:
-                    discard_task(archive, to, storage_options, storage_secret)
-                    raise
+                url = upload_task(archive, to, storage_options, storage_secret)
         except Exception as exc:
             if not leave_running:
+                # The container runs again, so a retry must dump afresh: this run's archive, if
+                # it reached the store unpublished, is garbage. In leave-running mode it stays
+                # for a retry to publish.
                 rollback_task(subject.info, exc, staging)
+                if archive is not None:
+                    discard_task(archive, to, storage_options, storage_secret)
             raise
         clear_inflight(subject.info.id)
     remove_run_dir(staging)

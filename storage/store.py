@@ -185,6 +185,17 @@ class ArchiveStore:
                         f.discard()
                     raise
 
+    def check_object(self, key: str, size: int) -> None:
+        """Refuse to publish an archive object that is not there, or not whole."""
+        path = posixpath.join(self.root, key)
+        with _translated("check the archive", self.url_of(key)):
+            info = self.fs.info(path)
+        if int(info.get("size", -1)) != size:
+            raise StoreError(
+                f"The archive {self.url_of(key)} is {info.get('size')} bytes in the store, not {size}: it was "
+                "changed or cut short after it was written. Take a new snapshot."
+            )
+
     def commit_sidecar(self, key: str, sidecar: Sidecar) -> None:
         path = posixpath.join(self.root, key + SIDECAR_SUFFIX)
         with _translated("write the sidecar manifest", self.url_of(key + SIDECAR_SUFFIX)):

@@ -48,6 +48,7 @@ def upload(
     if signing_key:
         sidecar = sign(sidecar, signing_key)
     if archive.path is None:  # streamed into the store by the archive stage: publish it
+        store.check_object(key, stored.size)
         store.commit_sidecar(key, sidecar)
         return store.url_of(key)
     progress = Progress(stored.size, f"upload of {manifest.container.name} to {store.url}")
