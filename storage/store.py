@@ -14,6 +14,7 @@ wrapped in :class:`ferry.errors.StoreError`, naming the URL.
 from __future__ import annotations
 
 import contextlib
+import inspect
 import os
 import posixpath
 import uuid
@@ -286,6 +287,15 @@ class ArchiveStore:
             self.fs.rm_file(path)
 
 
+def _bounded_get(fs: fsspec.AbstractFileSystem) -> dict[str, int]:
+    """Concurrent ranged downloads, but a bounded number of bounded parts in memory at once
+    (s3fs's defaults hold 10 parts of 50 MiB)."""
+    params = inspect.signature(getattr(fs, "_get_file", fs.get_file)).parameters
+    if "max_concurrency" in params and "chunksize" in params:
+        return {"chunksize": BLOCK_SIZE, "max_concurrency": 4}
+    return {}
+
+
 class _StoreWriter:
     """The write side of an upload in progress: a failed part upload (any backend error) comes
     out as a :class:`StoreError` naming the URL, as everything else from the store does."""
@@ -355,7 +365,7 @@ def download(
                         on_bytes(len(chunk))
         else:
             with _translated("download", archive_url):
-                fs.get_file(path, str(tmp), callback=_ByteCallback(on_bytes))
+                fs.get_file(path, str(tmp), callback=_ByteCallback(on_bytes), **_bounded_get(fs))
         tmp.replace(dest)
     except BaseException:
         tmp.unlink(missing_ok=True)
