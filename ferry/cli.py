@@ -173,19 +173,13 @@ def cmd_prune(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from ferry import keys
-    from ferry.archive.envelope import open_plain
-    from ferry.archive.reader import verify
-    from ferry.archive.signing import check as check_signature
     from storage.store import open_archive, read_sidecar
+    from tasks.verify import verify_source
 
     options = resolve(None)
     sidecar = read_sidecar(args.archive, options)
-    check_signature(sidecar, keys.signing_key())
     with open_archive(args.archive, options) as f:
-        opened = open_plain(f, sidecar, keys.encryption_key())
-        report = verify(opened.plain, sidecar=opened.sidecar, require_manifest=not args.allow_unverified)
-        opened.check_stored()
+        report = verify_source(f, sidecar, args.allow_unverified)
     state = "verified against its manifest" if report.manifest else "NO MANIFEST: paths checked, integrity unknown"
     print(f"{args.archive}: OK, {state}")
     print(f"  container {report.name} image {report.image_name} ({report.image_id[:12]})")

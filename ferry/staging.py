@@ -16,10 +16,13 @@ def staging_root() -> Path:
     return Path(os.environ.get("FERRY_STAGING", DEFAULT_STAGING))
 
 
+def _safe(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "run"
+
+
 def new_run_dir(kind: str, name: str) -> Path:
     """A fresh private directory for one snapshot or restore."""
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "run"
-    path = staging_root() / kind / f"{utcnow_compact()}-{safe}-{uuid.uuid4().hex[:8]}"
+    path = staging_root() / kind / f"{utcnow_compact()}-{_safe(name)}-{uuid.uuid4().hex[:8]}"
     path.mkdir(parents=True, mode=0o700)
     return path
 
@@ -32,8 +35,7 @@ def run_dir(kind: str, name: str) -> Path:
     run_id = flow_run.get_id()
     if not run_id:
         return new_run_dir(kind, name)
-    safe = "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "run"
-    path = staging_root() / kind / f"{safe}-{run_id}"
+    path = staging_root() / kind / f"{_safe(name)}-{run_id}"
     path.mkdir(parents=True, mode=0o700, exist_ok=True)
     return path
 

@@ -93,9 +93,10 @@ def _write(
 ) -> ArchiveResult:
     info = subject.info
     key = encryption_key()
-    stored = HashingWriter(out)
-    sealer = Encryptor(stored, key) if key else None
-    writer = ArchiveWriter(sealer or stored, comp)  # type: ignore[arg-type]
+    # ArchiveWriter hashes what it writes; a second hash is needed only for ciphertext.
+    stored = HashingWriter(out) if key else None
+    sealer = Encryptor(stored, key) if stored is not None and key else None
+    writer = ArchiveWriter(sealer or out, comp)  # type: ignore[arg-type]
     with writer:
         with tarfile.open(dumped.export, "r|") as dump_tar:
             for member in dump_tar:
@@ -112,7 +113,7 @@ def _write(
         sealer.finish()
     if writer.digest is None:
         raise RuntimeError("archive writer finished without a digest")
-    if not sealer:
+    if sealer is None or stored is None:
         return ArchiveResult(out_path, writer.digest, manifest)
     sealed = ArchiveDigest(stored.size, stored.hexdigest(), comp)
     return ArchiveResult(out_path, writer.digest, manifest, sealed, SCHEME)

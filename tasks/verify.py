@@ -8,9 +8,11 @@ from prefect import task
 
 from ferry import keys
 from ferry.archive.envelope import open_plain
+from ferry.archive.manifest import Sidecar
 from ferry.archive.reader import Report
 from ferry.archive.reader import verify as verify_stream
 from ferry.archive.signing import check as check_signature
+from ferry.archive.streams import Readable
 from ferry.faults import maybe_fail
 from tasks.download import Fetched
 
@@ -21,13 +23,19 @@ class Verified:
     report: Report
 
 
+def verify_source(source: Readable, sidecar: Sidecar | None, allow_unverified: bool = False) -> Report:
+    """Signature, envelope (decryption), every member and path: the whole check of one archive."""
+    check_signature(sidecar, keys.signing_key())
+    opened = open_plain(source, sidecar, keys.encryption_key())
+    report = verify_stream(opened.plain, sidecar=opened.sidecar, require_manifest=not allow_unverified)
+    opened.check_stored()
+    return report
+
+
 def verify(fetched: Fetched, allow_unverified: bool = False) -> Verified:
     maybe_fail("verify")
-    check_signature(fetched.sidecar, keys.signing_key())
     with fetched.path.open("rb") as f:
-        opened = open_plain(f, fetched.sidecar, keys.encryption_key())
-        report = verify_stream(opened.plain, sidecar=opened.sidecar, require_manifest=not allow_unverified)
-        opened.check_stored()
+        report = verify_source(f, fetched.sidecar, allow_unverified)
     return Verified(fetched, report)
 
 
