@@ -36,7 +36,8 @@ def _open(sealed: bytes, key: bytes = KEY) -> bytes:
 def test_roundtrip_at_chunk_boundaries(size: int) -> None:
     data = os.urandom(size)
     sealed = _seal(data)
-    assert data not in sealed or size == 0
+    if size >= 16:  # a 1-byte plaintext turns up in any ciphertext by chance
+        assert data not in sealed
     assert _open(sealed) == data
 
 
