@@ -13,6 +13,7 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import subprocess
 import time
@@ -293,6 +294,62 @@ class Podman:
             error=RestoreError,
         )
 
+    # -- this host's own settings (what a restore is rebuilt for) -----------------------------
+
+    def store_info(self) -> tuple[str, str, str]:
+        """(volume path, cgroup manager, OCI runtime name) of this host's Podman."""
+        info = self._json(["info", "--format", "json"], what="read podman info")
+        store, host = info.get("store") or {}, info.get("host") or {}
+        runtime = (host.get("ociRuntime") or {}).get("name") or ""
+        return str(store.get("volumePath") or ""), str(host.get("cgroupManager") or ""), str(runtime)
+
+    def reference_spec(self, workdir: Path) -> dict[str, Any]:
+        """The OCI spec this host's Podman generates for a plain container: its default
+        capabilities, seccomp and AppArmor profiles, masked paths and device rules. A throwaway
+        container on an empty root file-system (one empty executable) is created and initialised,
+        never started, and removed again."""
+        root = workdir / "reference-root"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "x").touch(mode=0o755)
+        name = f"ferry-reference-{os.urandom(6).hex()}"
+        # Small limits within any host's hard limits (runc refuses to raise one); unused anyway.
+        limits = [f"{kind}={_small_limit(rl)}:{_small_limit(rl)}" for kind, rl in _REFERENCE_LIMITS]
+        what = "learn this host's default container settings (a throwaway reference container)"
+        try:
+            self._run(
+                [
+                    "container",
+                    "create",
+                    "--name",
+                    name,
+                    "--network",
+                    "none",
+                    "--ulimit",
+                    limits[0],
+                    "--ulimit",
+                    limits[1],
+                    "--rootfs",  # a flag: the first argument is then the root directory, not an image
+                    str(root),
+                    "/x",
+                ],
+                what=what,
+                error=RestoreError,
+            )
+            self._run(["container", "init", name], what=what, error=RestoreError)
+            path = self._run(
+                ["container", "inspect", "--format", "{{.OCIConfigPath}}", name], what=what, error=RestoreError
+            ).stdout.strip()
+            try:
+                spec = json.loads(Path(path).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise RestoreError(f"Cannot {what}: cannot read {path}: {exc}.") from exc
+        finally:
+            with contextlib.suppress(RuntimeCommandError):
+                self._run(["container", "rm", "--force", name], what=f"remove the reference container {name}")
+        if not isinstance(spec, dict):
+            raise RestoreError(f"Cannot {what}: {path} holds no OCI spec.")
+        return spec
+
     # -- versions / health ------------------------------------------------------------------
 
     def source(self) -> Source:
@@ -307,6 +364,14 @@ class Podman:
             podman=str(info.get("version", {}).get("Version", "")),
             runtime=" ".join([runtime.get("name", ""), *runtime_version]).strip(),
         )
+
+
+_REFERENCE_LIMITS = (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC))
+
+
+def _small_limit(kind: int) -> int:
+    hard = resource.getrlimit(kind)[1]
+    return 1024 if hard == resource.RLIM_INFINITY else min(1024, hard)
 
 
 def _is_frozen(knob: Path) -> bool:
