@@ -161,25 +161,60 @@ def test_doctor_explains_the_vdso_problem_of_criu_3(podman_env: dict[str, str]) 
     assert "provision-criu" in doctor.stdout
 
 
-def test_provision_criu_keeps_a_criu_that_passes_the_probe() -> None:
-    """CI runs provision-criu before every run: with the CRIU it provisioned already in place,
-    it re-probes, keeps it and prints its directory, without downloading anything."""
-    criu = Path(shutil.which("criu") or "criu").resolve()
-    private = criu.parent.parent
-    assert (private / "root" / "usr" / "sbin" / "criu").exists(), f"{criu} is not a provision-criu directory"
+OFFLINE = "http://127.0.0.1:9/no-downloads"  # any download attempt fails
 
-    proc = subprocess.run(
+
+def run_provision(**env: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
         ["bash", str(PROVISION)],
-        env=dict(os.environ, FERRY_CRIU_DIR=str(private), FERRY_DEBIAN_MIRROR="http://127.0.0.1:9/none"),
+        env=dict(os.environ, FERRY_DEBIAN_MIRROR=OFFLINE, **env),
         capture_output=True,
         text=True,
         timeout=600,
         check=False,
     )
 
+
+def system_criu() -> Path | None:
+    found = shutil.which("criu", path="/usr/sbin:/usr/bin:/sbin:/bin")
+    return Path(found) if found else None
+
+
+def test_provision_criu_keeps_a_criu_that_passes_the_probe(tmp_path: Path) -> None:
+    """CI runs provision-criu before every run: with the CRIU it provisioned already in place,
+    it re-probes, keeps it and prints its directory, without downloading anything."""
+    criu = Path(shutil.which("criu") or "criu").resolve()
+    private = criu.parent.parent
+    if (private / "root" / "usr" / "sbin" / "criu").exists():
+        proc = run_provision(FERRY_CRIU_DIR=str(private))
+        expected, said = private / "bin", "private criu already works"
+    else:  # the distro's CRIU is the one that passed
+        proc = run_provision(FERRY_CRIU_DIR=str(tmp_path / "none"))
+        expected, said = criu.parent, "distro criu works"
+
     assert proc.returncode == 0, proc.stderr
     chosen = Path(proc.stdout.strip().splitlines()[-1])
-    assert chosen == private / "bin"
-    assert "private criu already works" in proc.stderr and "passes" in proc.stderr
-    result = criu_probe(criu=str(chosen / "criu"))
-    assert result.ok, result
+    assert chosen == expected, proc.stderr
+    assert said in proc.stderr and ": passes:" in proc.stderr
+    assert criu_probe(criu=str(chosen / "criu")).ok
+
+
+def test_provision_criu_never_keeps_a_criu_that_only_passes_criu_check(tmp_path: Path) -> None:
+    """A private dir holding trixie's 4.1 (passes `criu check`, fails the probe here) is not
+    kept; with no suite left to try and downloads cut off, provisioning picks the distro's CRIU
+    only if that passes the probe, else fails saying so."""
+    assert kernel() >= (6, 16), "this test is about CRIU 4.1 on Linux >= 6.16"
+    stale = tmp_path / "criu"
+    shutil.copytree(provision("trixie").parent, stale, symlinks=True)
+    assert subprocess.run([str(stale / "bin" / "criu"), "check"], capture_output=True, check=False).returncode == 0
+
+    proc = run_provision(FERRY_CRIU_DIR=str(stale), FERRY_CRIU_SUITES="")
+
+    assert "[socket-passcred]" in proc.stderr and str(stale / "bin" / "criu") in proc.stderr
+    distro = system_criu()
+    if distro is not None and criu_probe(criu=str(distro)).ok:
+        assert proc.returncode == 0 and proc.stdout.strip().splitlines()[-1] == str(distro.parent)
+    else:
+        assert proc.returncode == 1, proc.stdout + proc.stderr
+        assert "no CRIU passes the probe" in proc.stderr
+        assert str(stale) not in proc.stdout
