@@ -175,6 +175,12 @@ def _check_running(pid: int, port: int, lock: Path, stage: str) -> None:
                 raise ProbeFailed(stage, "the process's established TCP connection carries no data")
             time.sleep(0.05)
     except (OSError, ValueError) as exc:
+        deadline = time.monotonic() + 1
+        while _alive(pid) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        if not _alive(pid):
+            died = "the process died (it exits when its established TCP connection breaks)"
+            raise ProbeFailed(stage, died) from exc
         raise ProbeFailed(stage, f"the process's listening socket on 127.0.0.1:{port} does not answer: {exc}") from exc
     with lock.open("a") as other:
         try:
@@ -250,7 +256,7 @@ def _wait_ready(proc: subprocess.Popen[bytes], port_file: Path) -> tuple[int, in
     return int(listener), int(client)
 
 
-def _dump_and_restore(criu: str, user: str, top: Path) -> None:
+def _dump_and_restore(criu: str, user: str, top: Path, restore_options: list[str]) -> None:
     images = top / "images"
     images.mkdir(mode=0o700)
     with _workload(top, user) as (proc, work):
@@ -265,7 +271,7 @@ def _dump_and_restore(criu: str, user: str, top: Path) -> None:
                 proc.kill()
                 proc.wait(timeout=10)
                 _reap(pid)
-            restore = ["restore", "-D", str(images), "-d", "--pidfile", str(top / "restored.pid")]
+            restore = ["restore", "-D", str(images), "-d", "--pidfile", str(top / "restored.pid"), *restore_options]
             _criu(criu, restore, top / "restore.log", "restore")
             _check_running(pid, port, work / "lock", "verify")
         finally:
@@ -291,8 +297,9 @@ def _unlock_network(*ports: int) -> None:
                 subprocess.run(["iptables", "-D", *words[1:]], capture_output=True, timeout=30, check=False)
 
 
-def probe(criu: str = "criu", user: str = "root") -> ProbeResult:
-    """Dump and restore a throwaway process run as ``user``; never raises for a failing CRIU."""
+def probe(criu: str = "criu", user: str = "root", restore_options: list[str] | None = None) -> ProbeResult:
+    """Dump and restore a throwaway process run as ``user``; never raises for a failing CRIU.
+    ``restore_options`` are added to `criu restore` (tests: ``--tcp-close`` must fail the probe)."""
     started = time.monotonic()
     result = ProbeResult(ok=False, stage="start", criu=criu, version=criu_version(criu), user=user)
     if os.geteuid() != 0:
@@ -306,7 +313,7 @@ def probe(criu: str = "criu", user: str = "root") -> ProbeResult:
     _become_subreaper()
     top = Path(tempfile.mkdtemp(prefix="ferry-criu-probe-"))
     try:
-        _dump_and_restore(criu, user, top)
+        _dump_and_restore(criu, user, top, restore_options or [])
     except ProbeFailed as exc:
         result.stage = exc.stage
         result.kind = classify(exc.output)
@@ -332,8 +339,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--criu", default="criu", help="the criu command to probe (default: criu on PATH)")
     parser.add_argument("--user", default="root", help="run the throwaway process as this user")
     parser.add_argument("--json", action="store_true", help="print the result as one JSON object")
+    parser.add_argument("--restore-option", action="append", default=[], help="add this option to `criu restore`")
     args = parser.parse_args(argv)
-    result = probe(args.criu, args.user)
+    result = probe(args.criu, args.user, args.restore_option)
     if args.json:
         print(json.dumps(asdict(result)))
     else:

@@ -8,6 +8,7 @@ PATH for the suite), trixie's 4.1 and bookworm's 3.17, unpacked by `scripts/prov
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import platform
 import re
@@ -113,6 +114,7 @@ def test_doctor_with_criu_4_2_passes_the_socket_probe(podman_env: dict[str, str]
     doctor = ferry(podman_env, "doctor")
 
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "ok   criu: criu 4." in doctor.stdout
     assert "ok   criu probe: criu 4." in doctor.stdout
     assert "established connection and a file lock" in doctor.stdout
     if prlimit_denied_for_other_uids():
@@ -156,9 +158,26 @@ def test_doctor_explains_the_vdso_problem_of_criu_3(podman_env: dict[str, str]) 
     doctor = ferry(with_criu(podman_env, bindir), "doctor")
 
     assert doctor.returncode == 1, doctor.stdout + doctor.stderr
-    assert "FAIL criu: criu 3." in doctor.stdout and "FAIL criu probe:" in doctor.stdout
-    assert "vDSO" in doctor.stdout and "vdso: Unexpected rt vDSO area bounds" in doctor.stdout
-    assert "provision-criu" in doctor.stdout
+    assert "FAIL criu: criu 3." in doctor.stdout
+    probe = doctor.stdout[doctor.stdout.index("FAIL criu probe:") :]
+    assert "vDSO layout" in probe and "vdso: Unexpected rt vDSO area bounds" in probe
+    assert "provision-criu" in probe
+
+
+def test_probe_fails_when_the_restored_connection_does_not_carry_on() -> None:
+    """The probe checks the restored process, not only CRIU's exit status: restored with
+    --tcp-close (CRIU succeeds, the connection comes back closed), it fails at verify."""
+    proc = subprocess.run(
+        [sys.executable, str(REPO / "ferry" / "criu_probe.py"), "--json", "--restore-option=--tcp-close"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    result = json.loads(proc.stdout)
+    assert result["stage"] == "verify" and "connection" in result["detail"], result
+    assert_probe_cleaned_up()
 
 
 OFFLINE = "http://127.0.0.1:9/no-downloads"  # any download attempt fails
@@ -218,3 +237,31 @@ def test_provision_criu_never_keeps_a_criu_that_only_passes_criu_check(tmp_path:
         assert proc.returncode == 1, proc.stdout + proc.stderr
         assert "no CRIU passes the probe" in proc.stderr
         assert str(stale) not in proc.stdout
+
+
+def test_provision_criu_falls_through_to_the_first_suite_that_passes(tmp_path: Path) -> None:
+    """From nothing (downloads from Debian's mirror): on this kernel the distro's 3.17 and
+    trixie's 4.1 fail the probe, so forky's 4.2 is unpacked, probed and installed."""
+    assert kernel() >= (6, 16), "this test is about Linux >= 6.16, where only CRIU >= 4.2 passes"
+    distro = system_criu()
+    assert distro is None or not criu_probe(criu=str(distro)).ok, "premise: the distro's CRIU fails here"
+    target = tmp_path / "criu"
+
+    proc = subprocess.run(
+        ["bash", str(PROVISION)],
+        env=dict(os.environ, FERRY_CRIU_DIR=str(target)),
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
+    )
+
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip().splitlines()[-1] == str(target / "bin")
+    said = proc.stderr
+    assert said.index("trying Debian trixie's criu") < said.index("[socket-passcred]")
+    assert said.index("[socket-passcred]") < said.index("trying Debian forky's criu") < said.index("ready in")
+    assert (target / "suite").read_text().startswith("forky criu 4.2")
+    assert version(target / "bin" / "criu") >= (4, 2)
+    assert criu_probe(criu=str(target / "bin" / "criu")).ok
+    assert not (tmp_path / "criu.new").exists()
