@@ -265,3 +265,19 @@ def test_provision_criu_falls_through_to_the_first_suite_that_passes(tmp_path: P
     assert version(target / "bin" / "criu") >= (4, 2)
     assert criu_probe(criu=str(target / "bin" / "criu")).ok
     assert not (tmp_path / "criu.new").exists()
+
+
+def test_probe_verification_notices_a_lock_that_is_not_held(tmp_path: Path) -> None:
+    """The check run after a restore, on a real running workload: its own lock file passes, a
+    file nobody locked fails as a lost lock."""
+    from ferry import criu_probe as p
+
+    top = tmp_path / "probe"
+    top.mkdir()
+    with p._workload(top, "root") as (proc, work):
+        port, _ = p._wait_ready(proc, work / "port")
+        p._check_running(proc.pid, port, work / "lock", "verify")
+        unlocked = work / "other"
+        unlocked.touch()
+        with pytest.raises(p.ProbeFailed, match="no longer holds its file lock"):
+            p._check_running(proc.pid, port, unlocked, "verify")
