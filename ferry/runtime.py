@@ -16,12 +16,14 @@ import re
 import resource
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferry import criu_probe as _probe
 from ferry.archive.manifest import Source
 from ferry.errors import (
     CheckpointError,
@@ -411,6 +413,47 @@ def criu_version() -> str:
         return ""
     match = re.search(r"Version:\s*(\S+)", proc.stdout)
     return match.group(1) if match else ""
+
+
+def run_tool(argv: list[str], timeout: float = 60) -> tuple[int, str]:
+    """Run a host tool for a health check (``ferry doctor``): (exit status, stdout+stderr).
+    A missing program is status 127 and a timeout 124; neither raises."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        return 127, str(exc)
+    except subprocess.TimeoutExpired:
+        return 124, f"`{' '.join(argv)}` did not finish within {timeout} s"
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def criu_feature(feature: str) -> tuple[bool, str]:
+    """``criu check --feature FEATURE`` (e.g. mem_dirty_track); returns (present, output)."""
+    code, out = run_tool(["criu", "check", "--feature", feature])
+    return code == 0, out
+
+
+PROBE_TIMEOUT = 180
+
+
+def criu_probe(user: str = "root", criu: str = "criu") -> _probe.ProbeResult:
+    """Really dump and restore a throwaway process (listening socket, established connection,
+    file lock) run as ``user`` with ``criu``: ferry/criu_probe.py, the same program
+    scripts/provision-criu runs, started here as a subprocess of this interpreter."""
+    argv = [sys.executable, _probe.__file__, "--json", "--criu", criu, "--user", user]
+    code, out = run_tool(argv, timeout=PROBE_TIMEOUT)
+    try:
+        line = next(line for line in reversed(out.splitlines()) if line.startswith("{"))
+        return _probe.ProbeResult(**json.loads(line))
+    except (StopIteration, json.JSONDecodeError, TypeError) as exc:
+        return _probe.ProbeResult(
+            ok=False,
+            stage="start",
+            criu=criu,
+            user=user,
+            detail=f"the probe printed no result ({exc})",
+            errors=out.splitlines()[-6:] or [f"exit status {code}"],
+        )
 
 
 # -- CRIU image tools (ferry inspect) -------------------------------------------------------------
