@@ -11,15 +11,17 @@ a byte of the untrusted archive.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import task
 
 from ferry import keys
+from ferry.archive import members as m
 from ferry.archive.envelope import open_plain
 from ferry.archive.reader import Report, rewrite
 from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
+from ferry.options import RestoreOptions
 from ferry.runtime import Podman
 from tasks.verify import Verified
 
@@ -29,6 +31,8 @@ class Prepared:
     path: Path
     name: str | None  # the new name asked for, or None to keep the archive's
     report: Report
+    options: RestoreOptions = field(default_factory=RestoreOptions)
+    criu_config: Path | None = None  # the CRIU config file the spec names (written by the restore stage)
 
 
 class ImageLinkCheck:
@@ -57,14 +61,38 @@ class ImageLinkCheck:
             self._safe.add(prefix)
 
 
-def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | None = None) -> Prepared:
+def archived_volumes(report: Report) -> list[str]:
+    """The named volumes the archive carries (Podman exports each as volumes/<name>.tar)."""
+    prefix, suffix = m.VOLUMES_DIR + "/", ".tar"
+    return sorted(
+        n[len(prefix) : -len(suffix)]
+        for n in report.members
+        if n.startswith(prefix) and n.endswith(suffix) and "/" not in n[len(prefix) :]
+    )
+
+
+def apply_diff(
+    verified: Verified,
+    name: str | None = None,
+    runtime: Podman | None = None,
+    options: RestoreOptions | None = None,
+) -> Prepared:
     runtime = runtime or Podman()
+    options = options or RestoreOptions()
     report = verified.report
     target = name or report.name
     if target and runtime.exists(target):
         raise ContainerStateError(
             f"A container named {target!r} already exists on this host; ferry leaves it alone. "
             "Restore under another name with --name, or remove the existing one first."
+        )
+    taken = [v for v in archived_volumes(report) if runtime.volume_exists(v)]
+    if taken:
+        raise ContainerStateError(
+            f"The archive carries the named volume(s) {', '.join(taken)}, and a volume of that name already "
+            "exists on this host. Podman restores a volume's content only into a new volume, and ferry never "
+            "overwrites an existing one: remove it (`podman volume rm NAME`, after saving what it holds) or "
+            "restore on another host."
         )
     if not report.image_id or not runtime.image_exists(report.image_id):
         raise RestoreError(
@@ -73,14 +101,21 @@ def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | No
             "from the source host (`podman save IMAGE | podman load`) and run the restore again."
         )
     out = verified.fetched.path.parent / "podman-import.tar"
+    criu_config = verified.fetched.path.parent / "criu-restore.conf" if options.tcp_close else None
     with runtime.image_mounted(report.image_id) as image_root:
         check = ImageLinkCheck(image_root)
         with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
             opened = open_plain(src, verified.fetched.sidecar, keys.encryption_key())
-            rewrite(opened.plain, sink, expected=report, check_diff_path=check)
-    return Prepared(out, name, report)
+            rewrite(
+                opened.plain,
+                sink,
+                expected=report,
+                check_diff_path=check,
+                criu_config=str(criu_config) if criu_config else None,
+            )
+    return Prepared(out, name, report, options, criu_config)
 
 
 @task(name="apply-diff", retries=0, persist_result=True)
-def apply_diff_task(verified: Verified, name: str | None = None) -> Prepared:
-    return apply_diff(verified, name)
+def apply_diff_task(verified: Verified, name: str | None = None, options: RestoreOptions | None = None) -> Prepared:
+    return apply_diff(verified, name, options=options)

@@ -22,6 +22,7 @@ import zstandard
 
 from ferry.archive import members as m
 from ferry.archive.compression import Compression, decompressing
+from ferry.archive.criu_config import with_criu_config
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
 from ferry.archive.policy import (
     DiffChecker,
@@ -84,12 +85,14 @@ def rewrite(
     *,
     expected: Report,
     check_diff_path: Callable[[str], None] | None = None,
+    criu_config: str | None = None,
 ) -> Report:
     """Write a canonical, uncompressed copy of a verified archive for Podman to import.
 
     The rootfs diff and deleted.files are rebuilt from the checked entries, so Podman never
     parses bytes that ferry did not itself write. Hashes are checked again on the way: the
-    staged file cannot change between verify and rewrite unnoticed.
+    staged file cannot change between verify and rewrite unnoticed. spec.dump gets
+    ``criu_config`` as its ``org.criu.config`` annotation (an archived one is dropped).
     """
     report = _walk(
         source,
@@ -97,6 +100,7 @@ def rewrite(
         require_manifest=expected.manifest is not None,
         sink=sink,
         check_diff_path=check_diff_path,
+        criu_config=criu_config,
     )
     if report.members != expected.members:
         raise IntegrityError("The archive changed between verification and restore; refusing it.")
@@ -110,6 +114,7 @@ def _walk(
     require_manifest: bool,
     sink: BinaryIO | None,
     check_diff_path: Callable[[str], None] | None = None,
+    criu_config: str | None = None,
 ) -> Report:
     outer = HashingReader(_FullReads(source))
     try:
@@ -118,7 +123,7 @@ def _walk(
             bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive", digest=False)
             out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink else None
             try:
-                _members(bounded, report, out, check_diff_path)
+                _members(bounded, report, out, check_diff_path, criu_config)
             finally:
                 if out is not None:
                     out.close()
@@ -178,6 +183,7 @@ def _members(
     report: Report,
     out: tarfile.TarFile | None,
     check_diff_path: Callable[[str], None] | None,
+    criu_config: str | None = None,
 ) -> None:
     tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
     seen: set[str] = set()
@@ -196,7 +202,7 @@ def _members(
         if data is None:  # a regular file always has data; anything else was refused above
             raise UnsafeArchiveError(f"Member {name!r} has no data.")
         reader = HashingReader(data, what=f"member {name}")
-        payload = _member_payload(info, name, reader, report, out, check_diff_path)
+        payload = _member_payload(info, name, reader, report, out, check_diff_path, criu_config)
         drain(reader)
         if reader.size != info.size:
             raise IntegrityError(f"Member {name!r} is shorter than its tar header says.")
@@ -215,6 +221,7 @@ def _member_payload(
     report: Report,
     out: tarfile.TarFile | None,
     check_diff_path: Callable[[str], None] | None,
+    criu_config: str | None = None,
 ) -> BinaryIO | None:
     """Inspect one member; return what the rewrite should write for it (None: skip)."""
     if name == m.MANIFEST:
@@ -231,6 +238,8 @@ def _member_payload(
         data = _read_small(reader, name)
         _read_config(data, report)
         return io.BytesIO(data) if out is not None else None
+    if name == m.SPEC_DUMP and out is not None:
+        return io.BytesIO(_spec_for_podman(_read_small(reader, name), criu_config))
     if name == m.ROOTFS_DIFF:
         return _scan_diff(reader, report, rebuild=out is not None, check_diff_path=check_diff_path)
     if out is not None:
@@ -292,6 +301,16 @@ def _read_config(data: bytes, report: Report) -> None:
     report.name = str(config.get("name", ""))
     report.image_id = str(config.get("rootfsImageID", ""))
     report.image_name = str(config.get("rootfsImageName", ""))
+
+
+def _spec_for_podman(data: bytes, criu_config: str | None) -> bytes:
+    try:
+        spec = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UnsupportedArchiveError(f"spec.dump is not valid JSON: {exc}.") from exc
+    if not isinstance(spec, dict):
+        raise UnsupportedArchiveError("spec.dump is not a JSON object.")
+    return json.dumps(with_criu_config(spec, criu_config)).encode()
 
 
 def _read_small(reader: HashingReader, name: str) -> bytes:
