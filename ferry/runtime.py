@@ -341,11 +341,12 @@ class Podman:
         if target:
             with contextlib.suppress(RuntimeCommandError, KeyError, ValueError, json.JSONDecodeError):
                 created.add(self.inspect(target).id)
+        log_text = _read_log(log.group(1)) if log else ""  # before the cleanup removes the log
+        log_tail = _log_excerpt(log_text)
         cleaned = self.clean_failed_restore(created - watcher.before, target)
         head = f"Cannot {what}: podman did not finish within {timeout:g} s." if timed_out else f"Cannot {what}."
-        log_tail = tail(log.group(1)) if log else ""
         raise RestoreError(
-            "\n".join([head, *_restore_hints(stderr + log_tail), cleaned]),
+            "\n".join([head, *_restore_hints(stderr + log_text), cleaned]),
             argv=argv,
             stderr=stderr,
             log_tail=log_tail,
@@ -366,14 +367,14 @@ class Podman:
             killed |= left
         removed: list[str] = []
         problems: list[str] = []
-        for ref in [*sorted(container_ids), *([target] if target else [])]:
+        for ref in [*([target] if target else []), *sorted(container_ids)]:
             for _ in range(3):
                 if not self.exists(ref):
                     break
                 with contextlib.suppress(RuntimeCommandError):
                     self._run(["container", "rm", "--force", "--time", "0", ref], what=f"remove container {ref!r}")
                 if not self.exists(ref):
-                    removed.append(ref if ref == target else ref[:12])
+                    removed.append(repr(ref) if ref == target else f"id {ref[:12]}")
                     break
                 time.sleep(1)
             else:
@@ -429,6 +430,25 @@ class Podman:
 
 
 _IDS_IN_PATH = re.compile(r"/([0-9a-f]{64})/")
+LOG_READ_LIMIT = 4 << 20
+
+
+def _read_log(path: str) -> str:
+    try:
+        with Path(path).open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - LOG_READ_LIMIT))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _log_excerpt(text: str) -> str:
+    """CRIU's first error lines (the cause is usually the first), then the log's last lines."""
+    lines = text.splitlines()
+    last = lines[-LOG_TAIL_LINES:]
+    errors = [line for line in lines if "Error (" in line and line not in last][:8]
+    return "\n".join([*errors, *(["..."] if errors else []), *last])
 
 
 def _restore_hints(text: str) -> list[str]:
