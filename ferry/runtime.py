@@ -230,6 +230,11 @@ class Podman:
     def tag_image(self, image: str, name: str) -> None:
         self._run(["image", "tag", image, name], what=f"tag image {image[:12]} as {name}")
 
+    def volume_path(self) -> str:
+        """Where this host's Podman keeps named volumes (``<path>/<name>/_data``)."""
+        store = self._json(["info", "--format", "json"], what="read podman info").get("store", {})
+        return str(store.get("volumePath") or "")
+
     def volume_exists(self, name: str) -> bool:
         argv = [*self.prefix, "volume", "exists", name]
         return subprocess.run(argv, capture_output=True, check=False, timeout=120).returncode == 0

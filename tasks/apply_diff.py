@@ -17,7 +17,6 @@ from pathlib import Path
 from prefect import task
 
 from ferry import keys
-from ferry.archive import members as m
 from ferry.archive.envelope import open_plain
 from ferry.archive.reader import Report, rewrite
 from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
@@ -61,16 +60,6 @@ class ImageLinkCheck:
             self._safe.add(prefix)
 
 
-def archived_volumes(report: Report) -> list[str]:
-    """The named volumes the archive carries (Podman exports each as volumes/<name>.tar)."""
-    prefix, suffix = m.VOLUMES_DIR + "/", ".tar"
-    return sorted(
-        n[len(prefix) : -len(suffix)]
-        for n in report.members
-        if n.startswith(prefix) and n.endswith(suffix) and "/" not in n[len(prefix) :]
-    )
-
-
 def apply_diff(
     verified: Verified,
     name: str | None = None,
@@ -86,7 +75,7 @@ def apply_diff(
             f"A container named {target!r} already exists on this host; ferry leaves it alone. "
             "Restore under another name with --name, or remove the existing one first."
         )
-    taken = [v for v in archived_volumes(report) if runtime.volume_exists(v)]
+    taken = [v for v, _ in report.volumes if runtime.volume_exists(v)]
     if taken:
         raise ContainerStateError(
             f"The archive carries the named volume(s) {', '.join(taken)}, and a volume of that name already "
@@ -102,6 +91,7 @@ def apply_diff(
         )
     out = verified.fetched.path.parent / "podman-import.tar"
     criu_config = verified.fetched.path.parent / "criu-restore.conf" if options.tcp_close else None
+    volume_path = runtime.volume_path() if report.volumes else None
     with runtime.image_mounted(report.image_id) as image_root:
         check = ImageLinkCheck(image_root)
         with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
@@ -112,6 +102,7 @@ def apply_diff(
                 expected=report,
                 check_diff_path=check,
                 criu_config=str(criu_config) if criu_config else None,
+                volume_path=volume_path,
             )
     return Prepared(out, name, report, options, criu_config)
 

@@ -16,7 +16,7 @@ import tempfile
 import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
@@ -32,6 +32,7 @@ from ferry.archive.policy import (
     parse_deleted_files,
 )
 from ferry.archive.streams import HashingReader, Readable, drain
+from ferry.archive.volumes import named_volumes, with_volume_sources
 from ferry.errors import (
     ArchiveError,
     IntegrityError,
@@ -62,6 +63,8 @@ class Report:
     name: str = ""
     image_id: str = ""
     image_name: str = ""
+    #: From config.dump: (name, container destination) of each named volume.
+    volumes: list[tuple[str, str]] = field(default_factory=list)
 
 
 def expansion_limit(sidecar: Sidecar | None) -> int:
@@ -86,21 +89,28 @@ def rewrite(
     expected: Report,
     check_diff_path: Callable[[str], None] | None = None,
     criu_config: str | None = None,
+    volume_path: str | None = None,
 ) -> Report:
     """Write a canonical, uncompressed copy of a verified archive for Podman to import.
 
     The rootfs diff and deleted.files are rebuilt from the checked entries, so Podman never
     parses bytes that ferry did not itself write. Hashes are checked again on the way: the
     staged file cannot change between verify and rewrite unnoticed. spec.dump gets
-    ``criu_config`` as its ``org.criu.config`` annotation (an archived one is dropped).
+    ``criu_config`` as its ``org.criu.config`` annotation (an archived one is dropped), and
+    its named-volume mounts point into ``volume_path``, this host's volume directory.
     """
+
+    def fix_spec(spec: dict[str, Any]) -> dict[str, Any]:
+        spec = with_criu_config(spec, criu_config)
+        return with_volume_sources(spec, expected.volumes, volume_path) if volume_path else spec
+
     report = _walk(
         source,
         sidecar=None,
         require_manifest=expected.manifest is not None,
         sink=sink,
         check_diff_path=check_diff_path,
-        criu_config=criu_config,
+        fix_spec=fix_spec,
     )
     if report.members != expected.members:
         raise IntegrityError("The archive changed between verification and restore; refusing it.")
@@ -114,7 +124,7 @@ def _walk(
     require_manifest: bool,
     sink: BinaryIO | None,
     check_diff_path: Callable[[str], None] | None = None,
-    criu_config: str | None = None,
+    fix_spec: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> Report:
     outer = HashingReader(_FullReads(source))
     try:
@@ -123,7 +133,7 @@ def _walk(
             bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive", digest=False)
             out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink else None
             try:
-                _members(bounded, report, out, check_diff_path, criu_config)
+                _members(bounded, report, out, check_diff_path, fix_spec)
             finally:
                 if out is not None:
                     out.close()
@@ -183,7 +193,7 @@ def _members(
     report: Report,
     out: tarfile.TarFile | None,
     check_diff_path: Callable[[str], None] | None,
-    criu_config: str | None = None,
+    fix_spec: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> None:
     tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
     seen: set[str] = set()
@@ -202,7 +212,7 @@ def _members(
         if data is None:  # a regular file always has data; anything else was refused above
             raise UnsafeArchiveError(f"Member {name!r} has no data.")
         reader = HashingReader(data, what=f"member {name}")
-        payload = _member_payload(info, name, reader, report, out, check_diff_path, criu_config)
+        payload = _member_payload(info, name, reader, report, out, check_diff_path, fix_spec)
         drain(reader)
         if reader.size != info.size:
             raise IntegrityError(f"Member {name!r} is shorter than its tar header says.")
@@ -221,7 +231,7 @@ def _member_payload(
     report: Report,
     out: tarfile.TarFile | None,
     check_diff_path: Callable[[str], None] | None,
-    criu_config: str | None = None,
+    fix_spec: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> BinaryIO | None:
     """Inspect one member; return what the rewrite should write for it (None: skip)."""
     if name == m.MANIFEST:
@@ -238,8 +248,8 @@ def _member_payload(
         data = _read_small(reader, name)
         _read_config(data, report)
         return io.BytesIO(data) if out is not None else None
-    if name == m.SPEC_DUMP and out is not None:
-        return io.BytesIO(_spec_for_podman(_read_small(reader, name), criu_config))
+    if name == m.SPEC_DUMP and out is not None and fix_spec is not None:
+        return io.BytesIO(_spec_for_podman(_read_small(reader, name), fix_spec))
     if name == m.ROOTFS_DIFF:
         return _scan_diff(reader, report, rebuild=out is not None, check_diff_path=check_diff_path)
     if out is not None:
@@ -301,16 +311,17 @@ def _read_config(data: bytes, report: Report) -> None:
     report.name = str(config.get("name", ""))
     report.image_id = str(config.get("rootfsImageID", ""))
     report.image_name = str(config.get("rootfsImageName", ""))
+    report.volumes = named_volumes(config)
 
 
-def _spec_for_podman(data: bytes, criu_config: str | None) -> bytes:
+def _spec_for_podman(data: bytes, fix_spec: Callable[[dict[str, Any]], dict[str, Any]]) -> bytes:
     try:
         spec = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UnsupportedArchiveError(f"spec.dump is not valid JSON: {exc}.") from exc
     if not isinstance(spec, dict):
         raise UnsupportedArchiveError("spec.dump is not a JSON object.")
-    return json.dumps(with_criu_config(spec, criu_config)).encode()
+    return json.dumps(fix_spec(spec)).encode()
 
 
 def _read_small(reader: HashingReader, name: str) -> bytes:
