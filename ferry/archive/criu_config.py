@@ -32,7 +32,8 @@ def with_criu_config(spec: dict[str, Any], path: str | None) -> dict[str, Any]:
             f"spec.dump spells its annotations key as {', '.join(map(repr, keys))}; an OCI spec has "
             "exactly one, 'annotations'. Refusing the archive."
         )
-    annotations = spec.get("annotations") or {}
+    annotations = spec.get("annotations")
+    annotations = {} if annotations is None else annotations
     if not isinstance(annotations, dict):
         raise UnsafeArchiveError("spec.dump: 'annotations' is not a JSON object. Refusing the archive.")
     annotations = {k: v for k, v in annotations.items() if k != ANNOTATION}
