@@ -109,6 +109,10 @@ def test_restore_by_default_closes_connections_and_the_server_runs_on(
     )
     assert any(c.startswith("nc -ll -p 8080") for c in commands(other_host, "echo"))
     assert ask_server(other_host, "echo", "after-restore") == "after-restore"
+    # The CRIU config file went with the run's staging directory; the container snapshots as any other.
+    assert not Path(spec.stdout.strip()).exists()
+    again = snapshot("echo", f"file://{tmp_path}/store2", leave_running=True)
+    assert again.mode == "leave-running" and other_host.state("echo") == "running"
 
 
 def test_migration_style_restore_keeps_the_connection(
