@@ -17,6 +17,15 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+def _allow_unsigned(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="accept an archive not signed by a key in this host's keyring (FERRY_TRUSTED_KEYS); "
+        "every other check still applies",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ferry",
@@ -51,6 +60,7 @@ def _parser() -> argparse.ArgumentParser:
         action="store_true",
         help="accept an archive without a ferry manifest (a Podman export); paths are still checked",
     )
+    _allow_unsigned(r)
 
     ls = sub.add_parser("ls", help="list the complete archives in a store, newest first")
     ls.add_argument("url", metavar="URL")
@@ -68,10 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check an archive's integrity and safety without restoring it")
     v.add_argument("archive", metavar="ARCHIVE_URL")
     v.add_argument("--allow-unverified", action="store_true")
+    _allow_unsigned(v)
 
     ins = sub.add_parser("inspect", help="what an archive holds and whether this host can restore it")
     ins.add_argument("archive", metavar="ARCHIVE_URL")
     ins.add_argument("--json", action="store_true")
+    _allow_unsigned(ins)
+
+    kg = sub.add_parser("keygen", help="create this host's signing key pair; prints how to trust it elsewhere")
+    kg.add_argument("--out", metavar="DIR", default="/etc/ferry", help="where to write signing.key and signing.pub")
+    kg.add_argument("--name", help="the key's name in keyrings (default: ferry@<hostname>)")
 
     sub.add_parser("doctor", help="check this host can checkpoint and restore; says how to fix what cannot")
     return p
@@ -105,7 +121,13 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 def cmd_restore(args: argparse.Namespace) -> int:
     from flows.restore import restore
 
-    result = restore(args.archive, name=args.name, latest=args.latest, allow_unverified=args.allow_unverified)
+    result = restore(
+        args.archive,
+        name=args.name,
+        latest=args.latest,
+        allow_unverified=args.allow_unverified,
+        allow_unsigned=args.allow_unsigned,
+    )
     print(f"restored container {result.name} ({result.id[:12]}), {result.state}")
     return 0
 
@@ -179,9 +201,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     options = resolve(None)
     sidecar = read_sidecar(args.archive, options)
     with open_archive(args.archive, options) as f:
-        report = verify_source(f, sidecar, args.allow_unverified)
+        report, signature = verify_source(f, sidecar, args.allow_unverified, args.allow_unsigned)
     state = "verified against its manifest" if report.manifest else "NO MANIFEST: paths checked, integrity unknown"
     print(f"{args.archive}: OK, {state}")
+    print(f"  {signature}")
     print(f"  container {report.name} image {report.image_name} ({report.image_id[:12]})")
     print(
         f"  {len(report.members)} members, {report.archive_size} bytes {report.compression}, "
@@ -195,8 +218,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from ferry.inspection import inspect_archive
     from ferry.inspection_view import format_inspection
 
-    data = inspect_archive(args.archive, resolve(None))
+    data = inspect_archive(args.archive, resolve(None), allow_unsigned=args.allow_unsigned)
     print(json.dumps(data, indent=1) if args.json else format_inspection(data))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ferry.keygen import default_name, instructions, keygen
+
+    pair = keygen(Path(args.out), args.name or default_name())
+    print(instructions(pair))
     return 0
 
 
@@ -205,9 +238,9 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
     failed = 0
     for check in run_checks():
-        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
-        if not check.ok:
-            failed += 1
+        print(f"{'FAIL' if not check.ok else 'warn' if check.warning else 'ok  '} {check.name}: {check.detail}")
+        failed += 0 if check.ok else 1
+        if not check.ok or check.warning:
             print("     fix: " + check.fix.replace("\n", "\n          "))
     if failed:
         print(f"\n{failed} check(s) failed: this host cannot checkpoint/restore yet.", file=sys.stderr)
@@ -224,6 +257,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "doctor": cmd_doctor,
     "inspect": cmd_inspect,
+    "keygen": cmd_keygen,
 }
 
 

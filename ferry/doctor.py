@@ -24,6 +24,7 @@ class Check:
     ok: bool
     detail: str
     fix: str = ""
+    warning: bool = False  # ok, but the operator should act
 
 
 def _run(argv: list[str]) -> tuple[int, str]:
@@ -121,5 +122,44 @@ def check_staging() -> Check:
     )
 
 
+def check_signing() -> Check:
+    """A signing key (snapshots) and trusted keys (restores): missing ones are warnings, broken ones failures."""
+    from ferry import keys
+    from ferry.errors import UsageError
+
+    try:
+        own = keys.signing_key()
+        ring = keys.trusted_keys(include_own=False)
+    except UsageError as exc:
+        return Check("signing", False, str(exc), "fix the key file, or create a new key pair with `ferry keygen`")
+    gaps = []
+    if own is None:
+        gaps.append(
+            f"no signing key ({keys.SIGNING_ENV} or {keys.DEFAULT_SIGNING_KEY}): snapshots taken here are "
+            "unsigned and restores refuse them unless run with --allow-unsigned"
+        )
+    if not ring.keys:
+        gaps.append(
+            f"no trusted keys ({keys.TRUSTED_ENV} or {keys.DEFAULT_TRUSTED_KEYS}): restores here refuse archives "
+            "signed by other hosts unless run with --allow-unsigned"
+        )
+    fix = (
+        "run `ferry keygen` on each snapshot host, and add the public key line it prints to "
+        f"{keys.DEFAULT_TRUSTED_KEYS} (or {keys.TRUSTED_ENV}) on each restoring host"
+    )
+    if gaps:
+        return Check("signing", True, "; ".join(gaps), fix, warning=True)
+    names = ", ".join(sorted(k.name for k in ring.keys.values()))
+    return Check("signing", True, f"snapshots are signed; restores trust {len(ring.keys)} key(s): {names}")
+
+
 def run_checks() -> list[Check]:
-    return [check_root(), check_podman(), check_runtime(), check_criu(), check_kernel(), check_staging()]
+    return [
+        check_root(),
+        check_podman(),
+        check_runtime(),
+        check_criu(),
+        check_kernel(),
+        check_staging(),
+        check_signing(),
+    ]
