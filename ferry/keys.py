@@ -55,6 +55,11 @@ def _read(path: Path, where: str) -> bytes:
     return data
 
 
+def private_key_from_file(path: Path, where: str = "") -> Ed25519PrivateKey:
+    where = where or str(path)
+    return private_key_from(_read(path, where), where)
+
+
 def signing_key() -> Ed25519PrivateKey | None:
     """This host's private key, or None when it has none (its snapshots are then unsigned)."""
     named = os.environ.get(SIGNING_ENV, "").strip()
@@ -66,12 +71,12 @@ def signing_key() -> Ed25519PrivateKey | None:
                 f"{SIGNING_ENV} must be the path of an Ed25519 private key file (`ferry keygen` writes one), and "
                 "it names no file. (It used to hold an HMAC secret; that scheme is gone.)"
             )
-        return private_key_from(_read(path, f"{SIGNING_ENV} file {path}"), f"{SIGNING_ENV} file {path}")
+        return private_key_from_file(path, f"{SIGNING_ENV} file {path}")
     text = _block(SIGNING_ENV)
     if text:
         return private_key_from(text.encode(), f"the Prefect Secret block named by {SIGNING_ENV}_BLOCK")
     if DEFAULT_SIGNING_KEY.exists():
-        return private_key_from(_read(DEFAULT_SIGNING_KEY, str(DEFAULT_SIGNING_KEY)), str(DEFAULT_SIGNING_KEY))
+        return private_key_from_file(DEFAULT_SIGNING_KEY)
     return None
 
 
