@@ -94,7 +94,7 @@ def trusted_keys(include_own: bool = True) -> Keyring:
             keys += public_keys_from(_read(file, f"{what}: {file.name}"), f"{what}: {file.name}", file.stem)
     elif path.exists() or named:
         keys += public_keys_from(_read(path, what), what, path.name)
-    ring = Keyring({}, (str(path),))
+    ring = Keyring()
     for key in keys:
         ring = ring.with_key(key)
     own = signing_key() if include_own else None

@@ -69,15 +69,15 @@ class PublicKey:
 
 @dataclass(frozen=True)
 class Keyring:
-    """The public keys this host trusts, by key id, and where they were read from."""
+    """The public keys this host trusts, by key id."""
 
     keys: dict[str, PublicKey] = field(default_factory=dict)
-    sources: tuple[str, ...] = ()
 
     def with_key(self, key: PublicKey) -> Keyring:
+        """This keyring and ``key``; a key already in it keeps its first name."""
         keys = dict(self.keys)
         keys.setdefault(key.fingerprint, key)
-        return Keyring(keys, self.sources)
+        return Keyring(keys)
 
 
 @dataclass(frozen=True)
