@@ -130,6 +130,8 @@ def test_unsigned_snapshot_warns_and_is_refused_unless_allowed(
         with caplog.at_level(logging.WARNING, logger="ferry"):
             result = snapshot("app", f"file://{tmp_path}/store", leave_running=True)
     assert "UNSIGNED" in caplog.text and "--allow-unsigned" in caplog.text and "ferry keygen" in caplog.text
+    with get_client(sync_client=True) as client:  # and in the run's logs, in Prefect
+        assert any("UNSIGNED" in log.message for log in client.read_logs())
     assert json.loads(Path(result.url.removeprefix("file://") + SIDECAR_SUFFIX).read_text())["signature"] == ""
 
     with pytest.raises(UnsafeArchiveError, match="not signed") as refused:
