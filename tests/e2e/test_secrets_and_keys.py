@@ -7,11 +7,13 @@ import hashlib
 import json
 import logging
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterLevel, LogFilterTimestamp
 
 from ferry import keys
 from ferry.archive.manifest import Sidecar
@@ -124,6 +126,7 @@ def test_unsigned_snapshot_warns_and_is_refused_unless_allowed(
     host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     host.run_workload("app")
+    started = datetime.now(UTC)
     with monkeypatch.context() as m:  # a snapshot host without any signing key
         m.delenv("FERRY_SIGNING_KEY")
         m.setattr(keys, "DEFAULT_SIGNING_KEY", tmp_path / "no-such.key")
@@ -131,7 +134,8 @@ def test_unsigned_snapshot_warns_and_is_refused_unless_allowed(
             result = snapshot("app", f"file://{tmp_path}/store", leave_running=True)
     assert "UNSIGNED" in caplog.text and "--allow-unsigned" in caplog.text and "ferry keygen" in caplog.text
     with get_client(sync_client=True) as client:  # and in the run's logs, in Prefect
-        assert any("UNSIGNED" in log.message for log in client.read_logs())
+        warnings = LogFilter(level=LogFilterLevel(ge_=logging.WARNING), timestamp=LogFilterTimestamp(after_=started))
+        assert any("UNSIGNED" in log.message for log in client.read_logs(log_filter=warnings))
     assert json.loads(Path(result.url.removeprefix("file://") + SIDECAR_SUFFIX).read_text())["signature"] == ""
 
     with pytest.raises(UnsafeArchiveError, match="not signed") as refused:
