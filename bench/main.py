@@ -52,6 +52,14 @@ def environment(p: Params) -> None:
     )
 
 
+def signing_keys(folder: Path) -> None:
+    """Archives are signed and restores check them, as in production: a key pair for this run."""
+    from ferry.keygen import keygen
+
+    pair = keygen(folder, "ferry@bench")
+    os.environ.update(FERRY_SIGNING_KEY=str(pair.private), FERRY_TRUSTED_KEYS=str(pair.public))
+
+
 def container_benches(p: Params, only: set[str], tables: list[Table]) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
@@ -82,6 +90,7 @@ def main() -> None:
     environment(p)
     shutil.rmtree(p.work, ignore_errors=True)
     p.work.mkdir(parents=True)
+    signing_keys(p.work / "keys")
     started = time.monotonic()
     tables: list[Table] = []
     if only & {"snapshot", "restore", "s3"}:

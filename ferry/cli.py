@@ -17,6 +17,15 @@ EXIT_FAILURE = 1
 EXIT_USAGE = 2
 
 
+def _allow_unsigned(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--allow-unsigned",
+        action="store_true",
+        help="accept an archive not signed by a key in this host's keyring (FERRY_TRUSTED_KEYS); "
+        "every other check still applies",
+    )
+
+
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="ferry",
@@ -118,6 +127,7 @@ def _parser() -> argparse.ArgumentParser:
         metavar="SECONDS",
         help="give up on the CRIU restore after this long and remove what it left (default: 600)",
     )
+    _allow_unsigned(r)
 
     ls = sub.add_parser("ls", help="list the complete archives in a store, newest first")
     ls.add_argument("url", metavar="URL")
@@ -135,10 +145,16 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check an archive's integrity and safety without restoring it")
     v.add_argument("archive", metavar="ARCHIVE_URL")
     v.add_argument("--allow-unverified", action="store_true")
+    _allow_unsigned(v)
 
     ins = sub.add_parser("inspect", help="what an archive holds and whether this host can restore it")
     ins.add_argument("archive", metavar="ARCHIVE_URL")
     ins.add_argument("--json", action="store_true")
+    _allow_unsigned(ins)
+
+    kg = sub.add_parser("keygen", help="create this host's signing key pair; prints how to trust it elsewhere")
+    kg.add_argument("--out", metavar="DIR", default="/etc/ferry", help="where to write signing.key and signing.pub")
+    kg.add_argument("--name", help="the key's name in keyrings (default: ferry@<hostname>)")
 
     sub.add_parser("doctor", help="check this host can checkpoint and restore; says how to fix what cannot")
     return p
@@ -198,6 +214,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
         allow_unverified=args.allow_unverified,
         timeout_seconds=args.timeout or DEFAULT_RESTORE_TIMEOUT_S,
         **network,
+        allow_unsigned=args.allow_unsigned,
     )
     print(f"restored container {result.name} ({result.id[:12]}), {result.state}")
     return 0
@@ -272,9 +289,10 @@ def cmd_verify(args: argparse.Namespace) -> int:
     options = resolve(None)
     sidecar = read_sidecar(args.archive, options)
     with open_archive(args.archive, options) as f:
-        report = verify_source(f, sidecar, args.allow_unverified)
+        report, signature = verify_source(f, sidecar, args.allow_unverified, args.allow_unsigned)
     state = "verified against its manifest" if report.manifest else "NO MANIFEST: paths checked, integrity unknown"
     print(f"{args.archive}: OK, {state}")
+    print(f"  {signature}")
     print(f"  container {report.name} image {report.image_name} ({report.image_id[:12]})")
     print(
         f"  {len(report.members)} members, {report.archive_size} bytes {report.compression}, "
@@ -288,8 +306,18 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from ferry.inspection import inspect_archive
     from ferry.inspection_view import format_inspection
 
-    data = inspect_archive(args.archive, resolve(None))
+    data = inspect_archive(args.archive, resolve(None), allow_unsigned=args.allow_unsigned)
     print(json.dumps(data, indent=1) if args.json else format_inspection(data))
+    return 0
+
+
+def cmd_keygen(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from ferry.keygen import default_name, instructions, keygen
+
+    pair = keygen(Path(args.out), args.name or default_name())
+    print(instructions(pair))
     return 0
 
 
@@ -322,6 +350,7 @@ COMMANDS = {
     "verify": cmd_verify,
     "doctor": cmd_doctor,
     "inspect": cmd_inspect,
+    "keygen": cmd_keygen,
 }
 
 

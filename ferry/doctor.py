@@ -212,6 +212,37 @@ def check_dirty_tracking() -> Check:
     )
 
 
+def check_signing() -> Check:
+    """A signing key (snapshots) and trusted keys (restores): missing ones are warnings, broken ones failures."""
+    from ferry import keys
+    from ferry.errors import UsageError
+
+    try:
+        own = keys.signing_key()
+        ring = keys.trusted_keys(include_own=False)
+    except UsageError as exc:
+        return Check("signing", "fail", str(exc), "fix the key file, or create a new key pair with `ferry keygen`")
+    gaps = []
+    if own is None:
+        gaps.append(
+            f"no signing key ({keys.SIGNING_ENV} or {keys.DEFAULT_SIGNING_KEY}): snapshots taken here are "
+            "unsigned and restores refuse them unless run with --allow-unsigned"
+        )
+    if not ring.keys:
+        gaps.append(
+            f"no trusted keys ({keys.TRUSTED_ENV} or {keys.DEFAULT_TRUSTED_KEYS}): restores here refuse archives "
+            "signed by other hosts unless run with --allow-unsigned"
+        )
+    fix = (
+        "run `ferry keygen` on each snapshot host, and add the public key line it prints to "
+        f"{keys.DEFAULT_TRUSTED_KEYS} (or {keys.TRUSTED_ENV}) on each restoring host"
+    )
+    if gaps:
+        return Check("signing", "warn", "; ".join(gaps), fix)
+    names = ", ".join(sorted(k.name for k in ring.keys.values()))
+    return Check("signing", "ok", f"snapshots are signed; restores trust {len(ring.keys)} key(s): {names}")
+
+
 def run_checks() -> list[Check]:
     probe, result = check_criu_probe()
     return [
@@ -224,4 +255,5 @@ def run_checks() -> list[Check]:
         check_dirty_tracking(),
         check_kernel(),
         check_staging(),
+        check_signing(),
     ]

@@ -29,12 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from ferry import keys
 from ferry.archive import members as m
 from ferry.archive import safejson
 from ferry.archive.compression import decompressing
 from ferry.archive.manifest import Manifest, Sidecar
 from ferry.archive.policy import confined, parse_deleted_files
 from ferry.archive.reader import SMALL_MEMBER_LIMIT, expansion_limit, verify
+from ferry.archive.signing import check as check_signature
 from ferry.archive.streams import HashingReader, Readable, drain
 from ferry.errors import ArchiveError, FerryError, IntegrityError, UnsupportedArchiveError
 from ferry.runtime import Podman, cpuinfo_check, crit_decode, criu_check, criu_version
@@ -58,17 +60,22 @@ _NO_CPUINFO = "no cpuinfo image in the archive; not checked"
 
 
 def inspect_archive(
-    url: str, storage_options: dict[str, Any] | None = None, runtime: Podman | None = None
+    url: str,
+    storage_options: dict[str, Any] | None = None,
+    runtime: Podman | None = None,
+    allow_unsigned: bool = False,
 ) -> dict[str, Any]:
-    """Describe the archive at ``url`` and check it against this host; JSON-serialisable."""
+    """Describe the archive at ``url`` and check it against this host; JSON-serialisable.
+
+    An archive without a trusted signature shows as not verified, unless ``allow_unsigned``."""
     runtime = runtime if runtime is not None else Podman()
     sidecar, sidecar_problem = _sidecar(url, storage_options)
     with tempfile.TemporaryDirectory(prefix="ferry-inspect-") as tmp:
         work = Path(tmp)
         with open_archive(url, storage_options) as source:
             scan, verification = _scan_and_verify(source, sidecar, work)
-        if sidecar_problem:
-            verification = (False, sidecar_problem)
+        checked = _signed(verification, sidecar, allow_unsigned)
+        verification = (False, sidecar_problem) if sidecar_problem else checked
         processes = _processes(scan)
         stats = _dump_stats(scan)
         cpu = _cpu_compat(scan)
@@ -121,6 +128,15 @@ def _verify(tee: _Tee, sidecar: Sidecar | None) -> tuple[bool, str]:
             "against a store record; its members do match its internal manifest"
         )
     return True, "the archive matches the store's sidecar and every member matches the manifest"
+
+
+def _signed(verification: tuple[bool, str], sidecar: Sidecar | None, allow_unsigned: bool) -> tuple[bool, str]:
+    """The signature check, as a restore makes it, added to what the stream check found."""
+    try:
+        verdict = check_signature(sidecar, keys.trusted_keys(), allow_unsigned)
+    except ArchiveError as exc:
+        return False, f"{exc} (and: {verification[1]})"
+    return verification[0], f"{verdict.detail}; {verification[1]}"
 
 
 def _scan_failed(scan: _Scan) -> None:

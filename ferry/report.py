@@ -41,6 +41,17 @@ def _in_run() -> bool:
     return FlowRunContext.get() is not None or TaskRunContext.get() is not None
 
 
+def warn(logger: logging.Logger, message: str) -> None:
+    """A warning the operator must see: on the CLI's console (the ``ferry`` logger) and, inside a
+    run, in the run's logs in Prefect."""
+    logger.warning(message)
+    if _in_run():
+        from prefect import get_run_logger
+
+        with contextlib.suppress(Exception):
+            get_run_logger().warning(message)
+
+
 def _artifact_key(text: str) -> str:
     # Prefect keys: lowercase letters, digits and dashes.
     cleaned = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")

@@ -38,6 +38,7 @@ def migrate(
     new_name: str | None = None,
     compress: Literal["zstd", "gzip", "none"] = "zstd",
     with_image: bool = False,
+    allow_unsigned: bool = False,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
     timeout_minutes: Annotated[int, Field(ge=1)] = 60,
@@ -58,6 +59,8 @@ def migrate(
         new_name: Its name on the target (default: the same).
         compress: Archive compression.
         with_image: Ship the image too (the target does not have it).
+        allow_unsigned: Let the target restore the archive even when it is not signed by a key in the target's
+            keyring (FERRY_TRUSTED_KEYS), e.g. when the source host has no signing key yet.
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
         storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
         timeout_minutes: Give up waiting for a host's worker after this long.
@@ -114,7 +117,11 @@ def migrate(
         )
     url = archive_of_run_task(via, container, str(snap.id), storage_options, storage_secret)
     with timings("restore on target"):
-        rest = _run(f"ferry-restore/{target_host}", {"archive": url, "name": new_name, **network, **store}, timeout_s)
+        rest = _run(
+            f"ferry-restore/{target_host}",
+            {"archive": url, "name": new_name, "allow_unsigned": allow_unsigned, **network, **store},
+            timeout_s,
+        )
     if not rest.state or not rest.state.is_completed():
         with timings("rollback on source"):
             back = _run(f"ferry-source/{source_host}", {"container": container, "action": "rollback"}, timeout_s)

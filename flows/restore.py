@@ -23,6 +23,7 @@ def restore(
     name: str | None = None,
     latest: str | None = None,
     allow_unverified: bool = False,
+    allow_unsigned: bool = False,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
     tcp_established: bool | None = None,
@@ -40,6 +41,9 @@ def restore(
         name: New container name (default: the original name).
         latest: Restore the newest complete snapshot of this container from the store at `archive`.
         allow_unverified: Accept an archive without a ferry manifest (a Podman export); its paths are still checked.
+        allow_unsigned: Accept an archive that is unsigned or signed by a key not in this host's keyring
+            (FERRY_TRUSTED_KEYS). Anyone with write access to the store can write such an archive. Every
+            other check still applies.
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
         storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
         tcp_established: Restore established TCP connections as they were (default: off; a migration turns it on).
@@ -63,7 +67,7 @@ def restore(
         archive = locate_task(archive, latest, storage_options, storage_secret)
     staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
     fetched = download_task(archive, staging, storage_options, storage_secret)
-    verified = verify_task(fetched, allow_unverified)
+    verified = verify_task(fetched, allow_unverified, allow_unsigned)
     load_image_task(verified, storage_options, storage_secret)
     prepared = apply_diff_task(verified, name, options)
     restored = restore_task(prepared, timeout_seconds)

@@ -7,6 +7,7 @@ publishes it, by writing the sidecar.
 from __future__ import annotations
 
 import contextlib
+import logging
 from typing import Any
 
 from prefect import task
@@ -16,11 +17,18 @@ from ferry import keys
 from ferry.archive.manifest import Sidecar
 from ferry.archive.signing import sign
 from ferry.faults import maybe_fail
-from ferry.report import Progress
+from ferry.report import Progress, warn
 from storage.options import resolve
 from storage.store import ArchiveStore
 from tasks.archive import ArchiveResult, archive_key
 from tasks.retry import transient
+
+log = logging.getLogger("ferry.upload")
+UNSIGNED_WARNING = (
+    "This host has no signing key (FERRY_SIGNING_KEY, FERRY_SIGNING_KEY_BLOCK or /etc/ferry/signing.key), so "
+    "the archive of {name} is UNSIGNED: restores will refuse it unless run with --allow-unsigned. Create a key "
+    "with `ferry keygen` and add its public key to the restoring hosts' keyrings."
+)
 
 
 def upload(
@@ -45,8 +53,10 @@ def upload(
         plain_sha256=archive.digest.sha256 if archive.encryption else "",
     )
     signing_key = keys.signing_key()
-    if signing_key:
+    if signing_key is not None:
         sidecar = sign(sidecar, signing_key)
+    else:
+        warn(log, UNSIGNED_WARNING.format(name=manifest.container.name))
     if archive.path is None:  # streamed into the store by the archive stage: publish it
         store.check_object(key, stored.size)
         store.commit_sidecar(key, sidecar)

@@ -1,7 +1,8 @@
-"""Stage 6, verify: every member's sha256 and every path checked before the host is touched."""
+"""Stage 6, verify: the signature, every member's sha256 and every path, checked before the host is touched."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 from prefect import task
@@ -15,32 +16,43 @@ from ferry.archive.rebuild_context import RebuildContext
 from ferry.archive.signing import check as check_signature
 from ferry.archive.streams import Readable
 from ferry.faults import maybe_fail
+from ferry.report import warn
 from tasks.download import Fetched
+
+log = logging.getLogger("ferry.verify")
 
 
 @dataclass(frozen=True)
 class Verified:
     fetched: Fetched
     report: Report
+    signature: str = ""  # who signed it, or that it was let through unsigned
 
 
-def verify_source(source: Readable, sidecar: Sidecar | None, allow_unverified: bool = False) -> Report:
-    """Signature, envelope (decryption), every member and path: the whole check of one archive."""
-    check_signature(sidecar, keys.signing_key())
+def verify_source(
+    source: Readable, sidecar: Sidecar | None, allow_unverified: bool = False, allow_unsigned: bool = False
+) -> tuple[Report, str]:
+    """Signature, envelope (decryption), every member and path: the whole check of one archive.
+
+    Returns the report and what the signature check found. With ``allow_unsigned`` an archive
+    without a trusted signature passes that one check; every other check still applies."""
+    verdict = check_signature(sidecar, keys.trusted_keys(), allow_unsigned)
     opened = open_plain(source, sidecar, keys.encryption_key())
     ctx = RebuildContext(policy=restore_policy.load())
     report = verify_stream(opened.plain, sidecar=opened.sidecar, require_manifest=not allow_unverified, ctx=ctx)
     opened.check_stored()
-    return report
+    if not verdict.trusted:
+        warn(log, f"{report.name}: {verdict.detail}")
+    return report, verdict.detail
 
 
-def verify(fetched: Fetched, allow_unverified: bool = False) -> Verified:
+def verify(fetched: Fetched, allow_unverified: bool = False, allow_unsigned: bool = False) -> Verified:
     maybe_fail("verify")
     with fetched.path.open("rb") as f:
-        report = verify_source(f, fetched.sidecar, allow_unverified)
-    return Verified(fetched, report)
+        report, signature = verify_source(f, fetched.sidecar, allow_unverified, allow_unsigned)
+    return Verified(fetched, report, signature)
 
 
 @task(name="verify", retries=0, persist_result=True)
-def verify_task(fetched: Fetched, allow_unverified: bool = False) -> Verified:
-    return verify(fetched, allow_unverified)
+def verify_task(fetched: Fetched, allow_unverified: bool = False, allow_unsigned: bool = False) -> Verified:
+    return verify(fetched, allow_unverified, allow_unsigned)

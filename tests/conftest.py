@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from ferry.keygen import KeyPair, keygen
+
 # Before anything imports gcsfs: it reads this once (see tests/gcs_server.py).
 from tests.gcs_server import gcs_emulator, gcs_storage_options
 from tests.helpers import IMAGE, Host, build_rootfs_tar
@@ -24,6 +26,17 @@ os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
 def _require(ok: bool, what: str) -> None:
     if not ok:
         pytest.fail(f"this test needs {what}; run .ci/run (or scripts/setup-host) to install it", pytrace=False)
+
+
+@pytest.fixture(scope="session", autouse=True)
+def signing_keys(tmp_path_factory: pytest.TempPathFactory) -> Iterator[KeyPair]:
+    """Signatures are on by default: the session signs its snapshots with a key of its own and
+    trusts it. Set in os.environ, so CLI subprocesses and Prefect workers started by tests inherit it."""
+    pair = keygen(tmp_path_factory.mktemp("keys") / "session", "ferry@tests")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FERRY_SIGNING_KEY", str(pair.private))
+        mp.setenv("FERRY_TRUSTED_KEYS", str(pair.public))
+        yield pair
 
 
 @pytest.fixture(scope="session")

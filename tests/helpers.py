@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import json
 import os
 import shlex
 import shutil
@@ -127,3 +128,17 @@ def env_with(host: Host, **extra: str) -> dict[str, str]:
     env["FERRY_PODMAN"] = host.env_value
     env.update(extra)
     return env
+
+
+def signed_sidecar(raw: bytes) -> bytes:
+    """A sidecar's JSON signed with this test session's key (FERRY_SIGNING_KEY), as a trusted snapshot
+    host (or an attacker holding its key) would sign it: everything else is left as it is."""
+    from ferry import keys
+    from ferry.archive.manifest import Sidecar
+    from ferry.archive.signing import sign
+
+    key = keys.signing_key()
+    assert key is not None, "the session's signing key is not set (tests/conftest.py signing_keys)"
+    record = json.loads(raw)
+    record["signature"] = sign(Sidecar.from_json(raw), key).signature
+    return json.dumps(record, indent=1, sort_keys=True).encode()

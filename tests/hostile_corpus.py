@@ -27,6 +27,7 @@ import zstandard
 from ferry.archive.compression import SUFFIX, Compression, compressing, detect
 from ferry.errors import ArchiveError, IntegrityError, UnsafeArchiveError, UnsupportedArchiveError
 from tests.archive_forge import Entry, Forge
+from tests.helpers import signed_sidecar
 
 MANIFEST = "ferry-manifest.json"
 DIFF = "rootfs-diff.tar"
@@ -665,12 +666,21 @@ def _node(path: Path) -> tuple[Any, ...]:
     return meta
 
 
-def put_in_store(case: Hostile, store: Path, container: str = "app") -> str:
-    """Place the archive (and its sidecar, if any) in a file:// store; return the archive URL."""
+def _signed_if_readable(sidecar: bytes) -> bytes:
+    try:
+        return signed_sidecar(sidecar)
+    except (ArchiveError, ValueError, TypeError):  # a malformed sidecar is refused before any signature is looked at
+        return sidecar
+
+
+def put_in_store(case: Hostile, store: Path, container: str = "app", *, signed: bool = True) -> str:
+    """Place the archive (and its sidecar, if any, signed unless told not) in a file:// store; return its URL."""
     folder = store / container
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / case.filename
     path.write_bytes(case.data)
     if case.sidecar is not None:
-        (folder / (case.filename + ".ferry.json")).write_bytes(case.sidecar)
+        # Signed with the trusted key, so the refusal is the case's own and not the signature's.
+        sidecar = _signed_if_readable(case.sidecar) if signed else case.sidecar
+        (folder / (case.filename + ".ferry.json")).write_bytes(sidecar)
     return f"file://{path}"

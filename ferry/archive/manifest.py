@@ -115,7 +115,7 @@ class Sidecar:
     sha256: str
     compression: str
     manifest: Manifest
-    signature: str = ""  # "hmac-sha256:<hex>" over the rest (ferry.archive.signing)
+    signature: str = ""  # "ed25519 <key id> <base64>" over the rest (ferry.archive.signing)
     encryption: str = ""  # scheme when the stored bytes are ciphertext (ferry.archive.crypto)
     plain_size: int = 0  # size and sha256 of the decrypted archive, when encrypted
     plain_sha256: str = ""

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -49,6 +50,7 @@ def test_snapshot_ls_verify_restore(host: Host, cli_env: dict[str, str], tmp_pat
     checked = ferry(cli_env, "verify", url)
     assert checked.returncode == 0, checked.stderr
     assert "verified against its manifest" in checked.stdout
+    assert "signed by ferry@tests" in checked.stdout and "UNSIGNED" not in snap.stderr + checked.stdout
 
     inspected = ferry(cli_env, "inspect", url, "--json")
     assert inspected.returncode == 0, inspected.stderr
@@ -127,3 +129,75 @@ def test_a_bind_mount_is_refused_on_the_command_line(host: Host, cli_env: dict[s
     assert f"{shared} -> /shared" in refused.stderr and "named volume" in refused.stderr
     assert "Traceback" not in refused.stderr
     assert host.state("app") == "running"
+
+
+def test_doctor_reports_the_signing_keys(host: Host) -> None:
+    doctor = ferry(dict(os.environ, FERRY_PODMAN=host.env_value), "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
+    assert "ok   criu" in doctor.stdout
+    assert "ok   signing: snapshots are signed; restores trust 1 key(s): ferry@tests" in doctor.stdout
+
+
+def without_default_keys(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """`ferry ARGS` on a host with no /etc/ferry keys, whatever this machine has there, and no key variables."""
+    env = {k: v for k, v in env.items() if k not in ("FERRY_SIGNING_KEY", "FERRY_TRUSTED_KEYS")}
+    code = (
+        "import sys; from pathlib import Path; from ferry import keys; "
+        "keys.DEFAULT_SIGNING_KEY = keys.DEFAULT_TRUSTED_KEYS = Path('/nonexistent/ferry-test'); "
+        "from ferry.cli import main; sys.exit(main(sys.argv[1:]))"
+    )
+    return subprocess.run(
+        [sys.executable, "-c", code, *args], env=env, capture_output=True, text=True, timeout=600, check=False
+    )
+
+
+def test_doctor_warns_without_keys(host: Host) -> None:
+    doctor = without_default_keys(dict(os.environ, FERRY_PODMAN=host.env_value), "doctor")
+    assert doctor.returncode == 0, doctor.stdout + doctor.stderr  # a warning, not a failure
+    assert "warn signing: no signing key" in doctor.stdout and "no trusted keys" in doctor.stdout
+    assert "fix: run `ferry keygen`" in doctor.stdout
+
+
+def test_keygen_and_archives_from_other_hosts(host: Host, cli_env: dict[str, str], tmp_path: Path) -> None:
+    """The operator's path: a new snapshot host makes a key; this host refuses its archives until
+    the public key line keygen printed is in the keyring; unsigned archives need --allow-unsigned."""
+    made = ferry(cli_env, "keygen", "--out", str(tmp_path / "src"), "--name", "ferry@src")
+    assert made.returncode == 0, made.stderr
+    line = next(x.strip() for x in made.stdout.splitlines() if "ssh-ed25519" in x)
+    assert line.startswith("mkdir -p /etc/ferry && echo 'ssh-ed25519 ") and line.endswith(
+        "' >> /etc/ferry/trusted-keys"
+    )
+    assert f"export FERRY_SIGNING_KEY={tmp_path / 'src' / 'signing.key'}" in made.stdout
+    again = ferry(cli_env, "keygen", "--out", str(tmp_path / "src"))
+    assert again.returncode == 2 and "never overwrites" in again.stderr
+
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    src_env = dict(cli_env, FERRY_SIGNING_KEY=str(tmp_path / "src" / "signing.key"))
+    url = ferry(src_env, "snapshot", "app", "--to", store, "--leave-running").stdout.strip().splitlines()[-1]
+
+    refused = ferry(cli_env, "restore", url, "--name", "copy")
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert "ferry restore failed (archive)" in refused.stderr and "not in this host's keyring" in refused.stderr
+    assert "FERRY_TRUSTED_KEYS" in refused.stderr and "--allow-unsigned" in refused.stderr
+    checked = ferry(cli_env, "verify", url, "--allow-unsigned")
+    assert checked.returncode == 0 and "NOT in this host's keyring" in checked.stdout + checked.stderr
+    inspected = json.loads(ferry(cli_env, "inspect", url, "--json").stdout)
+    assert inspected["verified"] is False and "not in this host's keyring" in inspected["verification"]
+
+    keyring = tmp_path / "trusted-keys"
+    keyring.write_text(Path(cli_env["FERRY_TRUSTED_KEYS"]).read_text() + line.split("'")[1] + "\n")
+    restored = ferry(dict(cli_env, FERRY_TRUSTED_KEYS=str(keyring)), "restore", url, "--name", "copy")
+    assert restored.returncode == 0, restored.stderr
+    assert host.state("copy") == "running"
+
+    unsigned = without_default_keys(cli_env, "snapshot", "app", "--to", store, "--leave-running")
+    assert unsigned.returncode == 0, unsigned.stderr
+    assert "UNSIGNED" in unsigned.stderr and "--allow-unsigned" in unsigned.stderr
+    url = unsigned.stdout.strip().splitlines()[-1]
+    refused = ferry(cli_env, "restore", url, "--name", "copy2")
+    assert refused.returncode == 1 and "The archive is not signed" in refused.stderr
+    assert host.state("copy2") == "absent"
+    allowed = ferry(cli_env, "restore", url, "--name", "copy2", "--allow-unsigned")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "UNSIGNED" in allowed.stderr and host.state("copy2") == "running"

@@ -121,6 +121,7 @@ def test_deploy_all_registers_typed_deployments_with_a_nightly_schedule(deployed
         names = {f"{client.read_flow(d.flow_id).name}/{d.name}" for d in client.read_deployments()}
         nightly = client.read_deployment_by_name("ferry-nightly/host1")
         migrate = client.read_deployment_by_name("ferry-migrate/host1")
+        restore = client.read_deployment_by_name("ferry-restore/host1")
     for flow in ("ferry-snapshot", "ferry-restore", "ferry-source", "ferry-migrate", "ferry-nightly"):
         assert {f"{flow}/host1", f"{flow}/host2"} <= names
     assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
@@ -129,6 +130,9 @@ def test_deploy_all_registers_typed_deployments_with_a_nightly_schedule(deployed
     schema = migrate.parameter_openapi_schema["properties"]
     assert schema["compress"]["enum"] == ["zstd", "gzip", "none"]
     assert "description" in schema["via"] and schema["timeout_minutes"]["minimum"] == 1
+    for deployment in (migrate, restore):  # signatures are checked unless the operator says otherwise
+        unsigned = deployment.parameter_openapi_schema["properties"]["allow_unsigned"]
+        assert unsigned["default"] is False and "keyring" in unsigned["description"]
     assert "Retention" in json.dumps(nightly.parameter_openapi_schema)
 
 

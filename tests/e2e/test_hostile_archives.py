@@ -21,6 +21,8 @@ import pytest
 
 from flows.restore import restore
 from flows.snapshot import snapshot
+from storage.store import open_archive, read_sidecar
+from tasks.verify import verify_source
 from tests import hostile_corpus as hc
 from tests.helpers import IMAGE, Host, build_rootfs_tar
 
@@ -113,7 +115,8 @@ def test_the_base_archives_are_real_and_valid(lab: Lab) -> None:
 
 
 def _cli_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_")}
+    keep = ("FERRY_SIGNING_KEY", "FERRY_TRUSTED_KEYS")  # the session's keys: the corpus is signed with them
+    env = {k: v for k, v in os.environ.items() if not k.startswith("FERRY_") or k in keep}
     env["PYTHONPATH"] = str(REPO)
     return env
 
@@ -125,6 +128,8 @@ def test_ferry_verify_refuses(lab: Lab, name: str, tmp_path: Path) -> None:
     before = hc.tree_state(lab.sentinel)
     argv = [sys.executable, "-m", "ferry.cli", "verify", url]
     argv += ["--allow-unverified"] if case.allow_unverified else []
+    # An archive without a sidecar cannot be signed: it gets past the signature check only with --allow-unsigned.
+    argv += ["--allow-unsigned"] if case.sidecar is None else []
 
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=REPO, env=_cli_env(), check=False)
 
@@ -136,6 +141,21 @@ def test_ferry_verify_refuses(lab: Lab, name: str, tmp_path: Path) -> None:
     assert hc.tree_state(lab.sentinel) == before
 
 
+@pytest.mark.parametrize("name", VERIFY_CASES)
+def test_allow_unsigned_keeps_every_other_check(lab: Lab, name: str, tmp_path: Path) -> None:
+    """The same archives, unsigned, with --allow-unsigned: refused all the same, for the same reason."""
+    case = lab.case(name)
+    url = hc.put_in_store(case, tmp_path / "store", signed=False)
+    before = hc.tree_state(lab.sentinel)
+
+    with pytest.raises(case.error, match=case.match):
+        sidecar = read_sidecar(url)
+        with open_archive(url) as source:
+            verify_source(source, sidecar, allow_unverified=case.allow_unverified, allow_unsigned=True)
+
+    assert hc.tree_state(lab.sentinel) == before
+
+
 @pytest.mark.parametrize("name", ALL_CASES)
 def test_ferry_restore_refuses_and_changes_nothing(lab: Lab, name: str, tmp_path: Path, staging: Path) -> None:
     case = lab.case(name)
@@ -143,7 +163,7 @@ def test_ferry_restore_refuses_and_changes_nothing(lab: Lab, name: str, tmp_path
     names, images, sentinel = lab.snapshot_of_host()
 
     with pytest.raises(case.error, match=case.match):
-        restore(url, name="hostile-copy", allow_unverified=case.allow_unverified)
+        restore(url, name="hostile-copy", allow_unverified=case.allow_unverified, allow_unsigned=case.sidecar is None)
 
     after_names, after_images, after_sentinel = lab.snapshot_of_host()
     assert after_names == names, "a container was created"

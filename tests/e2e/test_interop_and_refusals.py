@@ -8,11 +8,11 @@ from pathlib import Path
 
 import pytest
 
-from ferry.errors import ContainerStateError, IntegrityError, UnsupportedArchiveError
+from ferry.errors import ContainerStateError, IntegrityError, UnsafeArchiveError, UnsupportedArchiveError
 from flows.restore import restore
 from flows.snapshot import snapshot
 from storage.store import SIDECAR_SUFFIX
-from tests.helpers import Host, assert_consecutive_log, wait_for
+from tests.helpers import Host, assert_consecutive_log, signed_sidecar, wait_for
 
 pytestmark = [
     pytest.mark.root,
@@ -52,11 +52,13 @@ def test_ferry_restores_a_podman_export(
     host.podman("container", "checkpoint", "--export", str(export), "--compress", compression, "app")
     monkeypatch.setenv("FERRY_PODMAN", other_host.env_value)
 
-    with pytest.raises(UnsupportedArchiveError, match="--allow-unverified"):
+    with pytest.raises(UnsafeArchiveError, match="not signed.*--allow-unverified --allow-unsigned"):
         restore(f"file://{export}")
+    with pytest.raises(UnsupportedArchiveError, match="--allow-unverified"):
+        restore(f"file://{export}", allow_unsigned=True)
     assert other_host.names() == set()
 
-    restored = restore(f"file://{export}", allow_unverified=True)
+    restored = restore(f"file://{export}", allow_unverified=True, allow_unsigned=True)
 
     assert restored.name == "app"
     _running_and_counting(other_host, "app", counted)
@@ -76,8 +78,11 @@ def test_wrong_checksum_is_refused_and_nothing_is_created(host: Host, tmp_path: 
     record = json.loads(sidecar.read_text())
     record["sha256"] = "0" * 64
     sidecar.write_text(json.dumps(record))
+    with pytest.raises(IntegrityError, match="signature .* does not verify"):
+        restore(f"file://{archive}", name="app-copy")
+    sidecar.write_bytes(signed_sidecar(sidecar.read_bytes()))  # as if its trusted signer had written it
 
-    with pytest.raises(IntegrityError, match="sha256"):
+    with pytest.raises(IntegrityError, match="sha256 .*does not match the store's record"):
         restore(f"file://{archive}", name="app-copy")
 
     assert host.names() == {"app"}

@@ -3,17 +3,26 @@ the host in the clear, unsigned or foreign archives are refused, and no secret s
 
 from __future__ import annotations
 
+import hashlib
 import json
+import logging
 import uuid
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
+from prefect.blocks.system import Secret
 from prefect.client.orchestration import get_client
+from prefect.client.schemas.filters import LogFilter, LogFilterLevel, LogFilterTimestamp
 
-from ferry.errors import IntegrityError, UnsafeArchiveError, UsageError
+from ferry import keys
+from ferry.archive.manifest import Sidecar
+from ferry.archive.signing import sign
+from ferry.errors import ArchiveError, UnsafeArchiveError, UsageError
+from ferry.keygen import KeyPair, keygen
 from flows.restore import restore
 from flows.snapshot import snapshot
-from storage.store import ArchiveStore
+from storage.store import SIDECAR_SUFFIX, ArchiveStore
 from tests.helpers import ULIMITS, WORKLOAD, Host, wait_for
 from tests.servers import S3Server
 
@@ -26,19 +35,34 @@ pytestmark = [
 ]
 
 
+def _private_parts(pair: KeyPair) -> list[str]:
+    """The private key as it could leak: its PEM text, each base64 line of it, its raw bytes in hex."""
+    pem = pair.private.read_text()
+    raw = keys.private_key_from_file(pair.private).private_bytes_raw()
+    lines = [line for line in pem.splitlines() if line and not line.startswith("-----")]
+    return [pem.strip(), *lines, raw.hex()]
+
+
 def test_encrypted_signed_snapshot_keeps_every_secret(
     host: Host, s3: S3Server, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     db_password = f"hunter2-{uuid.uuid4().hex}"  # lives in the container's process memory
     aws_secret = f"aws-secret-{uuid.uuid4().hex}"
-    signing_key = f"signing-{uuid.uuid4().hex}"
     encryption_key = uuid.uuid4().hex + uuid.uuid4().hex
-    secrets = [db_password, aws_secret, signing_key, encryption_key]
+    signer = keygen(tmp_path / "signer", "ferry@source")
+    secrets = [db_password, aws_secret, encryption_key, *_private_parts(signer)]
+    # The snapshot host's private key comes from a Prefect Secret block; the restoring host holds
+    # only the public key, in its keyring.
+    block = f"ferry-signing-{uuid.uuid4().hex[:8]}"
+    Secret(value=signer.private.read_text()).save(block)
+    keyring = tmp_path / "trusted-keys"
+    keyring.write_text(signer.public.read_text())
     bucket = f"ferry-sec-{uuid.uuid4().hex[:8]}"
     s3.make_bucket(bucket)
     monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIAFERRYTEST")
     monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", aws_secret)
-    monkeypatch.setenv("FERRY_SIGNING_KEY", signing_key)
+    monkeypatch.delenv("FERRY_SIGNING_KEY")
+    monkeypatch.setenv("FERRY_SIGNING_KEY_BLOCK", block)
     monkeypatch.setenv("FERRY_ENCRYPTION_KEY", encryption_key)
     options = {"client_kwargs": {"endpoint_url": s3.endpoint, "region_name": "us-east-1"}}
     host.podman(
@@ -60,18 +84,20 @@ def test_encrypted_signed_snapshot_keeps_every_secret(
 
     store = ArchiveStore(f"s3://{bucket}/ferry", options)
     stored = store.fs.cat_file(result.url)
-    sidecar_text = store.fs.cat_file(result.url + ".ferry.json").decode()
+    sidecar_text = store.fs.cat_file(result.url + SIDECAR_SUFFIX).decode()
     sidecar = json.loads(sidecar_text)
-    assert sidecar["encryption"] and sidecar["signature"].startswith("hmac-sha256:")
+    assert sidecar["encryption"]
+    assert sidecar["signature"].startswith(f"ed25519 {signer.key.fingerprint} ")
     assert db_password.encode() not in stored, "process memory left the host in the clear"
 
+    # From here on this is the restoring host: no private key of the source, only the keyring.
+    monkeypatch.delenv("FERRY_SIGNING_KEY_BLOCK")
+    with pytest.raises(UnsafeArchiveError, match="not in this host's keyring") as untrusted:
+        restore(result.url, name="copy", storage_options=options)  # the session's keyring lacks ferry@source
+    monkeypatch.setenv("FERRY_TRUSTED_KEYS", str(keyring))
     with monkeypatch.context() as m:
         m.delenv("FERRY_ENCRYPTION_KEY")
         with pytest.raises(UsageError, match="encrypted") as no_key:
-            restore(result.url, name="copy", storage_options=options)
-    with monkeypatch.context() as m:
-        m.setenv("FERRY_SIGNING_KEY", "another-key-" + "x" * 40)
-        with pytest.raises(IntegrityError, match="signature") as wrong_signer:
             restore(result.url, name="copy", storage_options=options)
     assert host.names() == {"app"}
 
@@ -88,7 +114,7 @@ def test_encrypted_signed_snapshot_keeps_every_secret(
         "artifacts": artifacts,
         "sidecar": sidecar_text,
         "results": repr(result) + repr(restored),
-        "errors": str(no_key.value) + str(wrong_signer.value),
+        "errors": str(no_key.value) + str(untrusted.value),
     }
     for where, text in seen.items():
         for secret in secrets:
@@ -96,13 +122,77 @@ def test_encrypted_signed_snapshot_keeps_every_secret(
     assert logs and artifacts, "nothing was logged or published: the scan proves nothing"
 
 
-def test_unsigned_archive_is_refused_when_a_key_is_set(
-    host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+def test_unsigned_snapshot_warns_and_is_refused_unless_allowed(
+    host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
     host.run_workload("app")
-    result = snapshot("app", f"file://{tmp_path}/store", leave_running=True)
+    started = datetime.now(UTC)
+    with monkeypatch.context() as m:  # a snapshot host without any signing key
+        m.delenv("FERRY_SIGNING_KEY")
+        m.setattr(keys, "DEFAULT_SIGNING_KEY", tmp_path / "no-such.key")
+        with caplog.at_level(logging.WARNING, logger="ferry"):
+            result = snapshot("app", f"file://{tmp_path}/store", leave_running=True)
+    assert "UNSIGNED" in caplog.text and "--allow-unsigned" in caplog.text and "ferry keygen" in caplog.text
+    with get_client(sync_client=True) as client:  # and in the run's logs, in Prefect
+        warnings = LogFilter(level=LogFilterLevel(ge_=logging.WARNING), timestamp=LogFilterTimestamp(after_=started))
+        assert any("UNSIGNED" in log.message for log in client.read_logs(log_filter=warnings))
+    assert json.loads(Path(result.url.removeprefix("file://") + SIDECAR_SUFFIX).read_text())["signature"] == ""
 
-    monkeypatch.setenv("FERRY_SIGNING_KEY", "k" * 40)
-    with pytest.raises(UnsafeArchiveError, match="no signature"):
+    with pytest.raises(UnsafeArchiveError, match="not signed") as refused:
         restore(result.url, name="copy")
+    assert "FERRY_TRUSTED_KEYS" in str(refused.value) and "--allow-unsigned" in str(refused.value)
     assert host.names() == {"app"}
+
+    caplog.clear()
+    with caplog.at_level(logging.WARNING, logger="ferry"):
+        restored = restore(result.url, name="copy", allow_unsigned=True)
+    assert restored.name == "copy" and host.state("copy") == "running"
+    assert "UNSIGNED" in caplog.text and "accepted because of --allow-unsigned" in caplog.text
+
+
+def test_archives_signed_by_keys_not_in_the_keyring_are_refused(
+    host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An attacker with write access to the store and a key of their own: their archive, and a real
+    archive they altered and signed again, are refused; with --allow-unsigned the altered one is
+    still refused by the integrity checks, and only the intact one restores."""
+    attacker = keygen(tmp_path / "attacker", "ferry@attacker")
+    host.run_workload("app")
+    with monkeypatch.context() as m:
+        m.setenv("FERRY_SIGNING_KEY", str(attacker.private))
+        theirs = snapshot("app", f"file://{tmp_path}/theirs", leave_running=True)
+    ours = snapshot("app", f"file://{tmp_path}/ours", leave_running=True)
+    tampered = _tamper_and_resign(Path(ours.url.removeprefix("file://")), attacker)
+
+    for url in (theirs.url, tampered):
+        with pytest.raises(UnsafeArchiveError, match=f"signed by key {attacker.key.fingerprint}.*not in") as refused:
+            restore(url, name="copy")
+        assert "ferry@tests" in str(refused.value), "the refusal names the keys this host trusts"
+    with pytest.raises(ArchiveError) as damaged:  # whichever check meets the flipped byte first
+        restore(tampered, name="copy", allow_unsigned=True)
+    assert "keyring" not in str(damaged.value) and "signature" not in str(damaged.value)
+    assert host.names() == {"app"}
+
+    restored = restore(theirs.url, name="copy", allow_unsigned=True)
+    assert restored.name == "copy" and host.state("copy") == "running"
+
+
+def _tamper_and_resign(archive: Path, key: KeyPair) -> str:
+    """Change one byte of a real archive and write a sidecar that matches it, signed with ``key``."""
+    data = bytearray(archive.read_bytes())
+    data[len(data) // 2] ^= 0x40
+    archive.write_bytes(bytes(data))
+    sidecar_path = Path(str(archive) + SIDECAR_SUFFIX)
+    sidecar = Sidecar.from_json(sidecar_path.read_bytes())
+    forged = sign(
+        Sidecar(
+            sidecar.archive,
+            len(data),
+            hashlib.sha256(bytes(data)).hexdigest(),
+            sidecar.compression,
+            sidecar.manifest,
+        ),
+        keys.private_key_from_file(key.private),
+    )
+    sidecar_path.write_bytes(forged.to_json())
+    return f"file://{archive}"

@@ -22,6 +22,7 @@ from ferry.inspection_view import format_inspection
 from ferry.runtime import Podman
 from storage.store import SIDECAR_SUFFIX
 from tests.archive_forge import MIN_MEMBERS, Entry, Forge, real_config, real_spec
+from tests.helpers import signed_sidecar
 
 DIFF = [
     Entry("data", type=tarfile.DIRTYPE, mode=0o755),
@@ -105,7 +106,7 @@ def store(tmp_path: Path, forge: Forge, *, sidecar: bool = True) -> str:
         report = verify(io.BytesIO(data))
         assert report.manifest is not None
         record = Sidecar(path.name, len(data), report.archive_sha256, report.compression, report.manifest)
-        path.with_name(path.name + SIDECAR_SUFFIX).write_bytes(record.to_json())
+        path.with_name(path.name + SIDECAR_SUFFIX).write_bytes(signed_sidecar(record.to_json()))
     return f"file://{path}"
 
 
@@ -267,3 +268,18 @@ def test_text_view_shows_the_tree_and_escapes_hostile_names(tmp_path: Path, imag
     assert "Container:  app (aaaaaaaaaaaa)" in text
     assert "Command:    sh -c 'echo hi; sleep 1000'" in text
     assert "[FAIL] name:" in text and "[ok]   criu:" in text and "[?]    cpu:" in text
+
+
+def test_an_unsigned_archive_is_not_verified_unless_allowed(tmp_path: Path, images: dict[str, bytes]) -> None:
+    url = store(tmp_path, forge(images))
+    sidecar = Path(url.removeprefix("file://") + SIDECAR_SUFFIX)
+    record = json.loads(sidecar.read_bytes())
+    record["signature"] = ""
+    sidecar.write_text(json.dumps(record))
+
+    refused = inspect_archive(url, runtime=FakePodman())
+    allowed = inspect_archive(url, runtime=FakePodman(), allow_unsigned=True)
+
+    assert refused["verified"] is False and "not signed" in refused["verification"]
+    assert allowed["verified"] is True and "UNSIGNED" in allowed["verification"]
+    assert refused["command"] == allowed["command"] == ARGS  # shown all the same
