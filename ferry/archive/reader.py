@@ -14,20 +14,19 @@ import os
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import zstandard
 
+from ferry.archive import criu_images, nested
 from ferry.archive import members as m
 from ferry.archive.compression import Compression, decompressing
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
 from ferry.archive.policy import (
-    DiffChecker,
     check_deleted_below_links,
     check_outer_member,
-    confined,
     parse_deleted_files,
 )
 from ferry.archive.streams import HashingReader, Readable, drain
@@ -61,6 +60,11 @@ class Report:
     name: str = ""
     image_id: str = ""
     image_name: str = ""
+    #: Names of the volumes the archive carries (volumes/<name>.tar).
+    volumes: list[str] = field(default_factory=list)
+    #: checkpoint/core-*.img and seccomp.img, kept for the credential check at the end.
+    criu_images: dict[str, bytes] = field(default_factory=dict, repr=False)
+    spec_dump: bytes = field(default=b"", repr=False)
 
 
 def expansion_limit(sidecar: Sidecar | None) -> int:
@@ -206,6 +210,16 @@ def _members(
             _copy_member(out, info, name, payload)
     for path in report.deleted:  # after the loop: deleted.files may come before the diff
         check_deleted_below_links(path, report.diff_symlinks)
+    _check_credentials(report)
+
+
+def _check_credentials(report: Report) -> None:
+    """CRIU's images may not grant the restored processes more than the spec does."""
+    try:
+        spec = json.loads(report.spec_dump.decode("utf-8")) if report.spec_dump else {}
+    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
+        raise UnsafeArchiveError(f"spec.dump is not valid JSON: {exc}.") from exc
+    criu_images.check_core_images(report.criu_images, criu_images.Grants.from_spec(spec))
 
 
 def _member_payload(
@@ -233,6 +247,19 @@ def _member_payload(
         return io.BytesIO(data) if out is not None else None
     if name == m.ROOTFS_DIFF:
         return _scan_diff(reader, report, rebuild=out is not None, check_diff_path=check_diff_path)
+    if name == m.SPEC_DUMP:
+        report.spec_dump = _read_small(reader, name)
+        return io.BytesIO(report.spec_dump) if out is not None else None
+    if criu_images.is_collected(name):
+        return _collect_image(reader, name, report, out is not None)
+    kind = nested.kind_of(name)
+    if kind is not None:
+        volume = nested.volume_name(name)
+        if volume is not None:
+            report.volumes.append(volume)
+        rebuilt = tempfile.TemporaryFile() if out is not None else None
+        nested.rebuild(reader, kind, rebuilt, compressed_size=info.size)
+        return rebuilt
     if out is not None:
         # Straight across: the output is only used once the whole archive has passed, and a
         # short member makes addfile fail.
@@ -245,41 +272,29 @@ def _member_payload(
 def _scan_diff(
     reader: HashingReader, report: Report, *, rebuild: bool, check_diff_path: Callable[[str], None] | None
 ) -> BinaryIO | None:
-    checker = DiffChecker()
+    def seen(name: str) -> None:
+        report.diff_entries.append(name)
+        if check_diff_path:
+            check_diff_path(name)
+
     rebuilt = tempfile.TemporaryFile() if rebuild else None
-    inner = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
-    out = tarfile.open(fileobj=rebuilt, mode="w|", format=tarfile.PAX_FORMAT) if rebuilt else None
-    try:
-        for entry in _entries(inner):
-            name = checker.check(entry)
-            if not name:
-                continue
-            report.diff_entries.append(name)
-            if check_diff_path:
-                check_diff_path(name)
-            if out is not None:
-                clean = _clean_info(entry, name)
-                if entry.islnk():
-                    clean.linkname = confined(entry.linkname, where="rootfs-diff.tar hardlink")
-                data = inner.extractfile(entry) if entry.isreg() else None
-                out.addfile(clean, data)
-    finally:
-        if out is not None:
-            out.close()
+    checker = nested.rebuild(
+        reader, nested.kind_of(m.ROOTFS_DIFF) or nested.Kind(m.ROOTFS_DIFF), rebuilt, on_entry=seen
+    )
     report.diff_files, report.diff_bytes = checker.files, checker.bytes
     report.diff_symlinks = checker.symlinks
-    if rebuilt is not None:
-        rebuilt.seek(0)
     return rebuilt
 
 
-def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    try:
-        yield from tar
-    except tarfile.ReadError as exc:
-        if "empty file" in str(exc):
-            return
-        raise
+def _collect_image(reader: HashingReader, name: str, report: Report, rewrite: bool) -> BinaryIO | None:
+    limit = criu_images.image_limit(name)
+    data = reader.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeArchiveError(f"CRIU image {name!r} is larger than {limit} bytes; refusing it.")
+    if len(report.criu_images) >= criu_images.MAX_IMAGES:
+        raise UnsafeArchiveError(f"The archive holds more than {criu_images.MAX_IMAGES} CRIU core images.")
+    report.criu_images[name] = data
+    return io.BytesIO(data) if rewrite else None
 
 
 def _read_config(data: bytes, report: Report) -> None:

@@ -44,7 +44,10 @@ def crit_encode(image: dict[str, Any]) -> bytes:
 
 def core(comm: str) -> bytes:
     tc = {"task_state": 1, "exit_code": 0, "personality": 0, "flags": 0, "blk_sigset": 0, "comm": comm}
-    return crit_encode({"magic": "CORE", "entries": [{"mtype": "X86_64", "tc": tc}]})
+    ids = dict.fromkeys(("uid", "gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid"), 0)
+    creds = {**ids, "secbits": 0, "cap_inh": [0, 0], "cap_prm": [0, 0], "cap_eff": [0, 0], "cap_bnd": [0, 0]}
+    thread = {"futex_rla": 0, "futex_rla_len": 0, "creds": creds}  # ferry refuses a live task without creds
+    return crit_encode({"magic": "CORE", "entries": [{"mtype": "X86_64", "tc": tc, "thread_core": thread}]})
 
 
 def pstree(*procs: tuple[int, int]) -> bytes:
@@ -224,9 +227,10 @@ def test_a_hostile_rootfs_diff_or_deleted_list_hides_only_itself(tmp_path: Path,
 
 def test_a_garbled_core_image_leaves_the_process_unnamed(tmp_path: Path, images: dict[str, bytes]) -> None:
     garbled = {**images, "checkpoint/core-7.img": b"not a criu image"}
-    data = inspect_archive(store(tmp_path, forge(garbled)), runtime=FakePodman())
+    data = inspect_archive(store(tmp_path, forge(garbled), sidecar=False), runtime=FakePodman())
     assert [(p["pid"], p["comm"]) for p in data["processes"]] == [(1, "sh"), (7, "")]
     assert any("core-7.img" in note for note in data["notes"])
+    assert data["verified"] is False  # verify refuses a core image it cannot read
 
 
 def test_without_crit_the_processes_are_missing_with_the_fix(
