@@ -192,7 +192,7 @@ def check_core_images(images: Mapping[str, bytes], grants: Grants) -> None:
     filters: list[tuple[int, int | None]] | None = None
     for name in sorted(images):
         if posixpath.basename(name) == SECCOMP_IMAGE:
-            filters = _seccomp_filters(name, images[name])
+            filters = seccomp_filters(name, images[name])
     for name in sorted(images):
         if CORE_IMAGE.fullmatch(posixpath.basename(name)):
             _check_core(name, images[name], grants, filters)
@@ -236,7 +236,7 @@ def _bad(name: str, why: str) -> UnsafeArchiveError:
     return UnsafeArchiveError(f"{name}: the CRIU image cannot be read ({why}); refusing the archive.")
 
 
-def _seccomp_filters(name: str, data: bytes) -> list[tuple[int, int | None]]:
+def seccomp_filters(name: str, data: bytes) -> list[tuple[int, int | None]]:
     """Each filter of seccomp.img as (instruction count, index of the previous filter)."""
     try:
         entry = _one_entry(name, data, SECCOMP_MAGIC)

@@ -161,7 +161,7 @@ def encode_fields(msg: Fields) -> bytes:
         for wire, value in msg[number]:
             if wire in (FIXED64, FIXED32):
                 width = 8 if wire == FIXED64 else 4
-                out += encode_varint(number << 3 | wire) + int(value).to_bytes(width, "little")  # type: ignore[arg-type]
+                out += encode_varint(number << 3 | wire) + int(value).to_bytes(width, "little")
             else:
                 out += encode_field(number, value)
     return bytes(out)
