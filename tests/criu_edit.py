@@ -26,7 +26,8 @@ def core_image(*, uid: int = 0, caps: list[int] | None = None, seccomp_mode: int
     """A minimal live core image (x86_64) with the given credentials."""
     ids = {n: [(pw.VARINT, uid if name.endswith("uid") else 0)] for name, n in ci.CREDS_IDS.items()}
     words = caps if caps is not None else [0, 0]
-    creds = {**ids, **{n: [(pw.VARINT, w) for w in words] for n in (9, 10, 11, 12)}, 13: [(pw.VARINT, 0)]}
+    creds = {**ids, **{n: [(pw.VARINT, w) for w in words] for n in (10, 11, 12)}, 13: [(pw.VARINT, 0)]}
+    creds[9] = [(pw.VARINT, 0), (pw.VARINT, 0)]  # inheritable: empty, as Podman's specs leave it
     thread: dict[int, list[tuple[int, pw.Value]]] = {
         1: [(pw.VARINT, 0)],
         2: [(pw.VARINT, 0)],

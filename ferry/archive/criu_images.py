@@ -130,12 +130,12 @@ class Grants:
         """Read the grants from an OCI spec (a parsed ``spec.dump``); refuses odd shapes."""
         where = "spec.dump"
         spec = _obj(spec, where)
-        process = _obj(spec.get("process") or {}, f"{where}: process")
-        linux = _obj(spec.get("linux") or {}, f"{where}: linux")
-        caps = _obj(process.get("capabilities") or {}, f"{where}: process.capabilities")
-        masks = {name: _cap_mask(caps.get(name) or [], f"{where}: process.capabilities.{name}") for name in CAP_SETS}
-        user = _obj(process.get("user") or {}, f"{where}: process.user")
-        extra = user.get("additionalGids") or []
+        process = _obj(_get(spec, "process", {}), f"{where}: process")
+        linux = _obj(_get(spec, "linux", {}), f"{where}: linux")
+        caps = _obj(_get(process, "capabilities", {}), f"{where}: process.capabilities")
+        masks = {name: _cap_mask(_get(caps, name, []), f"{where}: process.capabilities.{name}") for name in CAP_SETS}
+        user = _obj(_get(process, "user", {}), f"{where}: process.user")
+        extra = _get(user, "additionalGids", [])
         if not isinstance(extra, list):
             raise UnsafeArchiveError(f"{where}: process.user.additionalGids is not a list.")
         nnp = process.get("noNewPrivileges", False)
@@ -149,6 +149,12 @@ class Grants:
             seccomp=linux.get("seccomp") is not None,
             no_new_privs=nnp,
         )
+
+
+def _get(obj: dict[str, object], key: str, default: object) -> object:
+    """A JSON member; absent or null reads as the default (Go's encoding/json does the same)."""
+    value = obj.get(key)
+    return default if value is None else value
 
 
 def _obj(value: object, where: str) -> dict[str, object]:
