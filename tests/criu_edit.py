@@ -61,3 +61,17 @@ def escalate(data: bytes, *, caps: list[int] = FULL_CAPS, uid: int | None = None
         thread.pop(ci.THREAD_SECCOMP_FILTER, None)
     core[ci.CORE_THREAD_CORE] = [(pw.LENGTH, pw.encode_fields(thread))]
     return image(magic, [pw.encode_fields(core)])
+
+
+def point_at_filter(data: bytes, index: int) -> bytes:
+    """The core image with its thread's seccomp filter index set (and the old per-task one dropped)."""
+    magic, (entry,) = entries(data)
+    core = pw.fields(entry)
+    thread = pw.fields(bytes(core[ci.CORE_THREAD_CORE][0][1]))  # type: ignore[arg-type]
+    thread[ci.THREAD_SECCOMP_FILTER] = [(pw.VARINT, index)]
+    core[ci.CORE_THREAD_CORE] = [(pw.LENGTH, pw.encode_fields(thread))]
+    if ci.CORE_TC in core:
+        tc = pw.fields(bytes(core[ci.CORE_TC][0][1]))  # type: ignore[arg-type]
+        tc.pop(ci.TC_OLD_SECCOMP_FILTER, None)
+        core[ci.CORE_TC] = [(pw.LENGTH, pw.encode_fields(tc))]
+    return image(magic, [pw.encode_fields(core)])

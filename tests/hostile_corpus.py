@@ -438,6 +438,28 @@ def core_root_for_non_root_spec(base: Unpacked, target: str) -> Hostile:
     return seal("core-root-for-non-root-spec", u, UnsafeArchiveError, r"uid/euid/suid/fsuid 0 \(root\)")
 
 
+def seccomp_allow_all(base: Unpacked, target: str) -> Hostile:
+    """seccomp.img replaced by one filter that allows every call; the threads keep mode 2."""
+    from ferry.archive import criu_images as ci
+    from ferry.archive import protowire as pw
+
+    u = base.clone()
+    spec = json.loads(u.find("spec.dump").data or b"{}")
+    if not (spec.get("linux") or {}).get("seccomp"):
+        spec.setdefault("linux", {})["seccomp"] = {"defaultAction": "SCMP_ACT_ERRNO"}
+        u.set("spec.dump", json.dumps(spec).encode())
+    if not any(re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name) for m in u.members):
+        u.set("checkpoint/core-1.img", criu_edit.core_image(seccomp_mode=2))
+    allow = pw.encode_fields({1: [(pw.LENGTH, b"\x06\x00\x00\x00\x00\x00\xff\x7f")]})
+    magic = ci.IMG_COMMON_MAGIC.to_bytes(4, "little") + ci.SECCOMP_MAGIC.to_bytes(4, "little")
+    u.set("checkpoint/seccomp.img", criu_edit.image(magic, [pw.encode_fields({1: [(pw.LENGTH, allow)]})]))
+    # every thread points at filter 0, the only one left
+    for m in u.members:
+        if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name) and m.data:
+            u.set(m.info.name, criu_edit.point_at_filter(m.data, 0))
+    return seal("seccomp-allow-all-filter", u, UnsafeArchiveError, "may allow kexec_load|seccomp filter may allow")
+
+
 def deleted_case(name: str, base: Unpacked, target: str) -> Hostile:
     content, match = DELETED_CASES[name]
     u = base.clone()
@@ -688,6 +710,7 @@ CASES: dict[str, Builder] = {
     **_named(NESTED_CASES, nested_case),
     "core-full-caps-seccomp-off": core_escalated,
     "core-root-for-non-root-spec": core_root_for_non_root_spec,
+    "seccomp-allow-all-filter": seccomp_allow_all,
     **SPECIAL,
 }
 

@@ -29,6 +29,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from ferry.archive import protowire as pw
+from ferry.archive import seccomp_bpf
+from ferry.archive.syscalls_x86_64 import SYSCALLS
 from ferry.errors import UnsafeArchiveError
 
 IMG_COMMON_MAGIC = 0x54564319
@@ -124,10 +126,16 @@ class Grants:
     additional_gids: frozenset[int] = frozenset()
     seccomp: bool = False
     no_new_privs: bool = False
+    #: x86_64 system calls every seccomp filter chain must deny (see :mod:`ferry.archive.seccomp_bpf`).
+    must_deny: frozenset[int] = frozenset()
 
     @classmethod
-    def from_spec(cls, spec: object) -> Grants:
-        """Read the grants from an OCI spec (a parsed ``spec.dump``); refuses odd shapes."""
+    def from_spec(cls, spec: object, *, must_deny: frozenset[int] = frozenset()) -> Grants:
+        """Read the grants from an OCI spec (a parsed ``spec.dump``); refuses odd shapes.
+
+        ``must_deny``: system calls a filter must deny whatever their arguments, typically
+        :func:`ferry.archive.seccomp_bpf.host_default_denials`; checked only when the spec has
+        seccomp."""
         where = "spec.dump"
         spec = _obj(spec, where)
         process = _obj(_get(spec, "process", {}), f"{where}: process")
@@ -148,6 +156,7 @@ class Grants:
             additional_gids=frozenset(_id(g, f"{where}: process.user.additionalGids") for g in extra),
             seccomp=linux.get("seccomp") is not None,
             no_new_privs=nnp,
+            must_deny=must_deny,
         )
 
 
@@ -195,7 +204,7 @@ def check_core_images(images: Mapping[str, bytes], grants: Grants) -> None:
     and holds every ``checkpoint/core-*.img`` and ``checkpoint/seccomp.img`` of the archive."""
     if len(images) > MAX_IMAGES:
         raise UnsafeArchiveError(f"The archive holds more than {MAX_IMAGES} CRIU core images.")
-    filters: list[tuple[int, int | None]] | None = None
+    filters: list[Filter] | None = None
     for name in sorted(images):
         if posixpath.basename(name) == SECCOMP_IMAGE:
             filters = seccomp_filters(name, images[name])
@@ -242,8 +251,11 @@ def _bad(name: str, why: str) -> UnsafeArchiveError:
     return UnsafeArchiveError(f"{name}: the CRIU image cannot be read ({why}); refusing the archive.")
 
 
-def seccomp_filters(name: str, data: bytes) -> list[tuple[int, int | None]]:
-    """Each filter of seccomp.img as (instruction count, index of the previous filter)."""
+Filter = tuple[bytes, int | None]  # BPF program, index of the previous filter in the chain
+
+
+def seccomp_filters(name: str, data: bytes) -> list[Filter]:
+    """Each filter of seccomp.img as (BPF program, index of the previous filter)."""
     try:
         entry = _one_entry(name, data, SECCOMP_MAGIC)
         out = []
@@ -252,13 +264,13 @@ def seccomp_filters(name: str, data: bytes) -> list[tuple[int, int | None]]:
             program = pw.message(f, FILTER_BYTES)
             if program is None or not program or len(program) % BPF_INSN or len(program) > BPF_MAXINSNS * BPF_INSN:
                 raise _bad(name, "a seccomp filter is empty or not a whole BPF program")
-            out.append((len(program) // BPF_INSN, pw.uint32(f, FILTER_PREV)))
+            out.append((program, pw.uint32(f, FILTER_PREV)))
         return out
     except pw.ProtoError as exc:
         raise _bad(name, str(exc)) from exc
 
 
-def _check_core(name: str, data: bytes, grants: Grants, filters: list[tuple[int, int | None]] | None) -> None:
+def _check_core(name: str, data: bytes, grants: Grants, filters: list[Filter] | None) -> None:
     try:
         core = _one_entry(name, data, CORE_MAGIC)
         raw_tc = pw.message(core, CORE_TC)
@@ -279,7 +291,7 @@ def _check_core(name: str, data: bytes, grants: Grants, filters: list[tuple[int,
             )
         _check_creds(name, _fields(name, raw_creds), grants)
         if grants.seccomp:
-            _check_seccomp(name, tc, thread, filters)
+            _check_seccomp(name, tc, thread, filters, grants.must_deny)
     except pw.ProtoError as exc:
         raise _bad(name, str(exc)) from exc
 
@@ -321,7 +333,9 @@ def _check_creds(name: str, creds: pw.Fields, grants: Grants) -> None:
         )
 
 
-def _check_seccomp(name: str, tc: pw.Fields, thread: pw.Fields, filters: list[tuple[int, int | None]] | None) -> None:
+def _check_seccomp(
+    name: str, tc: pw.Fields, thread: pw.Fields, filters: list[Filter] | None, must_deny: frozenset[int]
+) -> None:
     # CRIU lets the old per-task fields override the per-thread ones: every copy must agree.
     modes = [m for m in (pw.uint32(tc, TC_OLD_SECCOMP_MODE), pw.uint32(thread, THREAD_SECCOMP_MODE)) if m is not None]
     if not modes or any(mode != SECCOMP_MODE_FILTER for mode in modes):
@@ -339,12 +353,36 @@ def _check_seccomp(name: str, tc: pw.Fields, thread: pw.Fields, filters: list[tu
             "with its filters; refusing the archive."
         )
     for index in indices or [0]:
-        _filter_chain(name, index, filters)
+        chain = _filter_chain(name, index, filters)
+        if must_deny:
+            _check_denials(name, [filters[i][0] for i in chain], must_deny)
 
 
-def _filter_chain(name: str, index: int, filters: list[tuple[int, int | None]]) -> int:
-    """Follow a thread's filter chain through seccomp.img; returns its length."""
+def _check_denials(name: str, programs: list[bytes], must_deny: frozenset[int]) -> None:
+    """Each call in ``must_deny`` is denied by at least one filter of the chain, for any arguments."""
+    allowed = []
+    try:
+        for nr in sorted(must_deny):
+            if not any(seccomp_bpf.denies(program, nr) for program in programs):
+                allowed.append(nr)
+    except seccomp_bpf.Unprovable as exc:
+        raise UnsafeArchiveError(
+            f"{name}: ferry cannot evaluate the process's seccomp filter ({exc}), so it cannot show that "
+            "the filter denies what this host's default profile denies; refusing the archive."
+        ) from exc
+    if allowed:
+        names = {nr: n for n, nr in SYSCALLS.items()}
+        shown = ", ".join(names.get(nr, str(nr)) for nr in allowed[:12]) + (", ..." if len(allowed) > 12 else "")
+        raise UnsafeArchiveError(
+            f"{name}: the process's seccomp filter may allow {shown}, which this host's default seccomp "
+            "profile denies to every container; refusing the archive."
+        )
+
+
+def _filter_chain(name: str, index: int, filters: list[Filter]) -> list[int]:
+    """Follow a thread's filter chain through seccomp.img; returns the filters' indices."""
     seen: set[int] = set()
+    chain: list[int] = []
     current: int | None = index
     while current is not None:
         if current >= len(filters):
@@ -352,5 +390,6 @@ def _filter_chain(name: str, index: int, filters: list[tuple[int, int | None]]) 
         if current in seen:
             raise _bad(name, f"the seccomp filter chain loops at filter {current}")
         seen.add(current)
+        chain.append(current)
         current = filters[current][1]
-    return len(seen)
+    return chain

@@ -20,7 +20,7 @@ from typing import BinaryIO
 
 import zstandard
 
-from ferry.archive import criu_images, nested
+from ferry.archive import criu_images, nested, seccomp_bpf
 from ferry.archive import members as m
 from ferry.archive.compression import Compression, decompressing
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
@@ -219,7 +219,8 @@ def _check_credentials(report: Report) -> None:
         spec = json.loads(report.spec_dump.decode("utf-8")) if report.spec_dump else {}
     except (UnicodeDecodeError, json.JSONDecodeError, RecursionError) as exc:
         raise UnsafeArchiveError(f"spec.dump is not valid JSON: {exc}.") from exc
-    criu_images.check_core_images(report.criu_images, criu_images.Grants.from_spec(spec))
+    grants = criu_images.Grants.from_spec(spec, must_deny=seccomp_bpf.host_default_denials())
+    criu_images.check_core_images(report.criu_images, grants)
 
 
 def _member_payload(

@@ -352,3 +352,30 @@ def test_images_encoded_by_crit_are_read_the_same_way() -> None:
     bad_thread = {**thread, "creds": {**creds, "cap_eff": FULL_CAPS}, "seccomp_mode": "disabled"}
     bad = crit_encode({"magic": "CORE", "entries": [{"mtype": "X86_64", "tc": tc, "thread_core": bad_thread}]})
     refused(images(bad, seccomp=filters), GRANTS, "effective capability set")
+
+
+# -- the filters themselves, against the calls the host's default profile denies ----------------
+
+
+def test_an_allow_all_filter_is_refused_when_calls_must_be_denied() -> None:
+    grants = Grants.from_spec(spec(), must_deny=frozenset({246}))
+    refused(images(core(), seccomp=seccomp_img(None)), grants, "may allow kexec_load")
+
+
+def test_a_chain_passes_when_one_filter_denies_each_call() -> None:
+    kill_kexec = b"\x20\x00\x00\x00\x00\x00\x00\x00" + b"\x15\x00\x01\x00\xf6\x00\x00\x00"
+    kill_kexec += b"\x06\x00\x00\x00\x00\x00\xff\x7f" + b"\x06\x00\x00\x00\x01\x00\x05\x00"
+    filters = [(pw.LENGTH, pw.encode_fields({1: [(pw.LENGTH, kill_kexec)]}))]
+    filters.append((pw.LENGTH, pw.encode_fields({1: [(pw.LENGTH, b"\x06\x00\x00\x00\x00\x00\xff\x7f")], 2: [(0, 0)]})))
+    img = criu_edit.image(MAGIC_SECCOMP, [pw.encode_fields({1: filters})])
+    grants = Grants.from_spec(spec(), must_deny=frozenset({246}))
+    chained = edit_core(core(), thread={ci.THREAD_SECCOMP_FILTER: 1})
+    check_core_images(images(chained, seccomp=img), grants)
+    refused(images(chained, seccomp=img), Grants.from_spec(spec(), must_deny=frozenset({246, 0})), "may allow read")
+
+
+def test_a_filter_ferry_cannot_evaluate_is_refused() -> None:
+    odd = [(pw.LENGTH, pw.encode_fields({1: [(pw.LENGTH, b"\x28\x00\x00\x00\x00\x00\x00\x00" * 2)]}))]
+    img = criu_edit.image(MAGIC_SECCOMP, [pw.encode_fields({1: odd})])
+    grants = Grants.from_spec(spec(), must_deny=frozenset({246}))
+    refused(images(core(), seccomp=img), grants, "cannot evaluate")
