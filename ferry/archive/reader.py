@@ -139,6 +139,7 @@ def _walk(
     report.archive_size = outer.size
     report.archive_sha256 = outer.hexdigest()
     _check_complete(report, sidecar, require_manifest)
+    _check_credentials(report)  # after integrity: a damaged archive is reported as damaged
     return report
 
 
@@ -210,7 +211,6 @@ def _members(
             _copy_member(out, info, name, payload)
     for path in report.deleted:  # after the loop: deleted.files may come before the diff
         check_deleted_below_links(path, report.diff_symlinks)
-    _check_credentials(report)
 
 
 def _check_credentials(report: Report) -> None:
