@@ -13,7 +13,9 @@ symlinks that an earlier entry created, so each of them gets the same rules:
 * regular files, directories, symlinks, and hardlinks to an earlier regular file of the same tar
   whose path does not pass through a symlink; no device nodes (except, in CRIU's ``/dev`` tmpfs,
   the six an OCI runtime creates itself: null, zero, full, random, urandom, tty), FIFOs,
-  sockets, GNU sparse or contiguous entries, or any other type;
+  sockets, GNU sparse or contiguous entries, or any other type. One exception: CRIU dumps tmpfs
+  contents with ``tar --sparse``, so in its images a sparse file is written out in full as a
+  regular file (at most ``SPARSE_LIMIT`` bytes of them per tar);
 * no setuid/setgid files; at most ``max_entries`` entries and ``max_bytes`` bytes of file data.
 
 A tar that passes is written anew by ferry from the parsed entries (numeric owners, no extended
@@ -44,6 +46,8 @@ RUNTIME_DEVICES = frozenset({(1, 3), (1, 5), (1, 7), (1, 8), (1, 9), (5, 0)})
 #: Podman's volume names (libpod/define NameRegex).
 VOLUME_NAME = re.compile(r"[a-zA-Z0-9][a-zA-Z0-9_.-]*")
 TMPFS_IMAGE = re.compile(r"checkpoint/tmpfs-(dev-)?[0-9]+\.tar\.gz\.img")
+#: Sparse files of a CRIU tmpfs image are written out in full: at most this many bytes per tar.
+SPARSE_LIMIT = 256 << 20
 #: deflate expands at most ~1032:1; a gzip member may not claim more than that.
 GZIP_MAX_RATIO = 1100
 
@@ -56,6 +60,7 @@ class Kind:
     gzip: bool = False
     devices: frozenset[tuple[int, int]] = frozenset()
     keep_root: bool = True  # write the tar's own "." entry (mode and owner of the target dir)
+    densify_sparse: bool = False  # rebuild GNU sparse files as regular files instead of refusing
 
 
 def kind_of(name: str) -> Kind | None:
@@ -65,7 +70,7 @@ def kind_of(name: str) -> Kind | None:
     if name == m.DEVSHM:
         return Kind(name)
     if TMPFS_IMAGE.fullmatch(name):
-        return Kind(name, gzip=True, devices=RUNTIME_DEVICES)
+        return Kind(name, gzip=True, devices=RUNTIME_DEVICES, densify_sparse=True)
     head, base = posixpath.split(name)
     if head == m.VOLUMES_DIR:
         volume = base.removesuffix(".tar")
@@ -94,11 +99,14 @@ class TarChecker:
         where: str,
         *,
         devices: frozenset[tuple[int, int]] = frozenset(),
+        densify_sparse: bool = False,
         max_entries: int = MAX_ENTRIES,
         max_bytes: int | None = None,
     ) -> None:
         self.where = where
         self._devices = devices
+        self._densify = densify_sparse
+        self.sparse_bytes = 0
         self._max_entries = max_entries
         self._max_bytes = max_bytes
         self._seen: set[str] = set()
@@ -143,7 +151,17 @@ class TarChecker:
     def _check_type(self, info: tarfile.TarInfo, shown: str, kind: str) -> None:
         where = self.where
         if info.issparse() or info.type == tarfile.GNUTYPE_SPARSE:
-            raise UnsafeArchiveError(f"{where}: {shown!r} is a GNU sparse file; ferry does not restore sparse entries.")
+            if not self._densify:
+                raise UnsafeArchiveError(
+                    f"{where}: {shown!r} is a GNU sparse file; ferry does not restore sparse entries."
+                )
+            self.sparse_bytes += info.size
+            if self.sparse_bytes > SPARSE_LIMIT:
+                raise UnsafeArchiveError(
+                    f"{where} holds sparse files of more than {SPARSE_LIMIT} bytes in all; ferry writes them "
+                    "out in full and refuses more."
+                )
+            return
         if info.type == tarfile.CONTTYPE:
             raise UnsafeArchiveError(f"{where}: {shown!r} is a contiguous-file entry; ferry does not restore those.")
         if info.ischr() and (info.devmajor, info.devminor) in self._devices:
@@ -207,7 +225,7 @@ def rebuild(
     Refusals raise :class:`UnsafeArchiveError`; a tar that cannot be parsed raises
     :class:`IntegrityError` naming the member.
     """
-    checker = checker or TarChecker(kind.where, devices=kind.devices)
+    checker = checker or TarChecker(kind.where, devices=kind.devices, densify_sparse=kind.densify_sparse)
     try:
         if kind.gzip:
             limit = GZIP_MAX_RATIO * compressed_size + (1 << 20)
@@ -264,7 +282,7 @@ def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
 def clean_entry(info: tarfile.TarInfo, name: str) -> tarfile.TarInfo:
     """A fresh header with only what a checked entry needs: no set-id bits, names or xattrs."""
     clean = tarfile.TarInfo(name)
-    clean.type = tarfile.REGTYPE if info.type == tarfile.AREGTYPE else info.type
+    clean.type = tarfile.REGTYPE if info.type in (tarfile.AREGTYPE, tarfile.GNUTYPE_SPARSE) else info.type
     clean.mode = info.mode & 0o1777
     clean.uid, clean.gid = info.uid, info.gid
     clean.mtime = info.mtime

@@ -190,11 +190,16 @@ REFUSED: dict[str, tuple[list[Entry], str]] = {
     "block-device": ([Entry("sda", type=tarfile.BLKTYPE, devmajor=8)], "block device"),
     "fifo": ([Entry("p", type=tarfile.FIFOTYPE)], "FIFO"),
     "unknown-type": ([Entry("s", type=b"s")], "special entry"),
-    "gnu-sparse": ([Entry("s", type=tarfile.GNUTYPE_SPARSE)], "GNU sparse"),
     "contiguous": ([Entry("c", type=tarfile.CONTTYPE)], "contiguous"),
     "setuid": ([Entry("su", b"x", mode=0o4755)], "setuid/setgid"),
     "setgid": ([Entry("sg", b"x", mode=0o2755)], "setuid/setgid"),
 }
+
+
+@pytest.mark.parametrize("kind", KINDS[:3], ids=lambda k: k.where)
+def test_sparse_entries_are_refused_outside_crius_images(kind: nested.Kind) -> None:
+    with pytest.raises(UnsafeArchiveError, match="GNU sparse"):
+        check(kind, [Entry("s", type=tarfile.GNUTYPE_SPARSE)])
 
 
 @pytest.mark.parametrize("kind", KINDS, ids=lambda k: k.where)
@@ -324,3 +329,41 @@ def test_verify_refuses_an_escape_in_any_nested_tar(member: str) -> None:
         payload = gzip.compress(payload)
     with pytest.raises(UnsafeArchiveError, match=f"{member}.*go through the symlink 'escape'"):
         verify(io.BytesIO(_archive(**{member: payload})))
+
+
+def _gnu_sparse_tar(size: int) -> bytes:
+    """A tar as CRIU's ``tar --sparse`` writes a file with holes (GNU tar, real)."""
+    import subprocess
+    import tempfile
+    from pathlib import Path
+
+    with tempfile.TemporaryDirectory() as tmp:
+        root = Path(tmp) / "root"
+        root.mkdir()
+        with (root / "hole").open("wb") as f:
+            f.truncate(size)
+            f.seek(size // 2)
+            f.write(b"middle")
+        proc = subprocess.run(
+            ["tar", "--create", "--sparse", "--numeric-owner", "--directory", str(root), "."],
+            capture_output=True,
+            check=True,
+        )
+        return proc.stdout
+
+
+def test_crius_sparse_files_are_written_out_in_full() -> None:
+    data = _gnu_sparse_tar(1 << 20)
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as t:
+        assert any(i.type == tarfile.GNUTYPE_SPARSE for i in t), "GNU tar wrote no sparse entry"
+    out = listing(check(TMPFS, data))
+    hole = next(entry for entry in out if entry[0] == "hole")
+    assert hole[1] == tarfile.REGTYPE and len(hole[4]) == 1 << 20
+    assert hole[4][(1 << 19) : (1 << 19) + 6] == b"middle" and hole[4].count(0) == (1 << 20) - 6
+    with pytest.raises(UnsafeArchiveError, match="GNU sparse"):
+        check(SHM, data)
+
+
+def test_sparse_files_are_written_out_only_up_to_a_limit() -> None:
+    with pytest.raises(UnsafeArchiveError, match="sparse files of more than"):
+        check(TMPFS, _gnu_sparse_tar(nested.SPARSE_LIMIT + 4096))
