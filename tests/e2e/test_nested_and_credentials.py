@@ -9,8 +9,11 @@ as `crit decode` does.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import subprocess
+import tarfile
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,8 @@ import pytest
 
 from ferry.archive import criu_images as ci
 from ferry.archive import protowire as pw
+from ferry.archive import seccomp_bpf
+from ferry.archive.syscalls_x86_64 import SYSCALLS
 from ferry.errors import UnsafeArchiveError
 from flows.restore import restore
 from flows.snapshot import snapshot
@@ -34,6 +39,7 @@ pytestmark = [
 
 WORKLOAD = (
     "echo shm > /dev/shm/s; echo vol > /vol/v; mkdir -p /tm/d; echo tm > /tm/d/t; ln -s /etc /tm/l; "
+    "truncate -s 1048576 /tm/sparse; echo end >> /tm/sparse; "
     "i=0; while :; do i=$((i+1)); echo $i > /data/counter; usleep 20000; done"
 )
 CAPS = ("--cap-drop", "ALL", "--cap-add", "CHOWN", "--cap-add", "NET_BIND_SERVICE")
@@ -72,6 +78,15 @@ def _snapshot(host: Host, store: Path) -> hc.Unpacked:
     return hc.Unpacked.parse(Path(result.url.removeprefix("file://")).read_bytes())
 
 
+def _sparse_entries(archive: hc.Unpacked) -> list[str]:
+    found = []
+    for m in archive.members:
+        if m.info.name.startswith("checkpoint/tmpfs-dev-") and m.data:
+            with tarfile.open(fileobj=io.BytesIO(gzip.decompress(m.data)), mode="r:") as tar:
+                found += [i.name for i in tar if i.type == tarfile.GNUTYPE_SPARSE]
+    return found
+
+
 def test_an_honest_container_with_volume_shm_and_tmpfs_restores_after_the_rebuild(
     host: Host, other_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -83,6 +98,7 @@ def test_an_honest_container_with_volume_shm_and_tmpfs_restores_after_the_rebuil
     names = {m.info.name for m in archive.members}
     assert {"devshm-checkpoint.tar", "volumes/appvol.tar"} <= names, names
     assert any(n.startswith("checkpoint/tmpfs-dev-") and n.endswith(".tar.gz.img") for n in names), names
+    assert _sparse_entries(archive) == ["./sparse"], "CRIU's tar --sparse wrote /tm/sparse as a GNU sparse entry"
     monkeypatch.setenv("FERRY_PODMAN", other_host.env_value)
 
     restored = restore(result.url)
@@ -94,6 +110,8 @@ def test_an_honest_container_with_volume_shm_and_tmpfs_restores_after_the_rebuil
     assert other_host.exec("app", "cat", "/vol/v").strip() == "vol"
     assert other_host.exec("app", "cat", "/tm/d/t").strip() == "tm"
     assert other_host.exec("app", "ls", "-l", "/tm/l").strip().endswith("-> /etc")
+    assert other_host.exec("app", "wc", "-c", "/tm/sparse").split()[0] == str((1 << 20) + 4)  # CRIU's tar --sparse
+    assert other_host.exec("app", "tail", "-c", "4", "/tm/sparse") == "end\n"
     assert (_status(other_host, "CapEff"), _status(other_host, "Seccomp")) == (cap_eff, seccomp)
     assert seccomp == "2"
 
@@ -148,6 +166,10 @@ def test_the_decoder_reads_real_images_as_crit_does(host: Host, tmp_path: Path) 
         assert edited["creds"]["cap_eff"] == criu_edit.FULL_CAPS
         assert edited.get("seccomp_mode", "disabled") == "disabled"
     seccomp = next(m for m in base.members if m.info.name == "checkpoint/seccomp.img")
+    programs = [program for program, _prev in ci.seccomp_filters("seccomp.img", seccomp.data or b"")]
+    must_deny = seccomp_bpf.host_default_denials()
+    assert must_deny and all(seccomp_bpf.denies(p, nr) for p in programs for nr in must_deny)
+    assert not any(seccomp_bpf.denies(p, SYSCALLS["read"]) for p in programs)
     path = tmp_path / "seccomp.img"
     path.write_bytes(seccomp.data or b"")
     filters = _crit(path)["entries"][0]["seccomp_filters"]
