@@ -13,7 +13,13 @@ archive, ferry decodes every core image (and ``seccomp.img``) and compares it wi
 * seccomp: when the spec has ``linux.seccomp``, every live thread runs in filter mode (2) with a
   valid filter chain in ``seccomp.img``; every copy of the mode in the image must say so (CRIU
   still honours the old per-task field);
+* seccomp filters: each thread's chain denies, for any arguments, every x86_64 call in
+  ``Grants.must_deny`` (ferry passes what this host's default profile denies unconditionally;
+  see :mod:`ferry.archive.seccomp_bpf`);
 * ``no_new_privs`` when the spec sets ``process.noNewPrivileges``;
+* LSM: a thread's AppArmor profile or SELinux label (and socket-creation label) is the spec's
+  own or absent; AppArmor policy blobs (``apparmor.img``, ``apparmor_data``), which CRIU would
+  load into the host kernel, are refused;
 * a live thread must carry its credentials in its core image (without them CRIU would leave the
   thread with its own, full, credentials, or read an old-style ``creds-*.img``).
 
@@ -42,6 +48,8 @@ BPF_INSN = 8
 BPF_MAXINSNS = 4096
 CORE_IMAGE = re.compile(r"core-[0-9]+\.img")
 SECCOMP_IMAGE = "seccomp.img"
+#: AppArmor namespaces and policy that CRIU would load into the host kernel.
+APPARMOR_IMAGE = "apparmor.img"
 #: Bounds for collecting images while the archive streams past.
 MAX_IMAGE_BYTES = 4 << 20
 MAX_SECCOMP_BYTES = 16 << 20
@@ -54,6 +62,7 @@ THREAD_CREDS, THREAD_SECCOMP_MODE, THREAD_SECCOMP_FILTER = 10, 11, 12
 CREDS_IDS = {"uid": 1, "gid": 2, "euid": 3, "egid": 4, "suid": 5, "sgid": 6, "fsuid": 7, "fsgid": 8}
 CREDS_CAPS = {"effective": 11, "permitted": 10, "inheritable": 9, "bounding": 12, "ambient": 19}
 CREDS_GROUPS, CREDS_NO_NEW_PRIVS = 14, 18
+CREDS_LSM_PROFILE, CREDS_LSM_SOCKCREATE, CREDS_APPARMOR_DATA = 15, 16, 17
 SECCOMP_FILTERS, FILTER_BYTES, FILTER_PREV = 1, 1, 2
 
 #: Linux capability numbers (include/uapi/linux/capability.h).
@@ -128,6 +137,8 @@ class Grants:
     no_new_privs: bool = False
     #: x86_64 system calls every seccomp filter chain must deny (see :mod:`ferry.archive.seccomp_bpf`).
     must_deny: frozenset[int] = frozenset()
+    apparmor_profile: str = ""
+    selinux_label: str = ""
 
     @classmethod
     def from_spec(cls, spec: object, *, must_deny: frozenset[int] = frozenset()) -> Grants:
@@ -157,6 +168,8 @@ class Grants:
             seccomp=linux.get("seccomp") is not None,
             no_new_privs=nnp,
             must_deny=must_deny,
+            apparmor_profile=_str(_get(process, "apparmorProfile", ""), f"{where}: process.apparmorProfile"),
+            selinux_label=_str(_get(process, "selinuxLabel", ""), f"{where}: process.selinuxLabel"),
         )
 
 
@@ -164,6 +177,12 @@ def _get(obj: dict[str, object], key: str, default: object) -> object:
     """A JSON member; absent or null reads as the default (Go's encoding/json does the same)."""
     value = obj.get(key)
     return default if value is None else value
+
+
+def _str(value: object, where: str) -> str:
+    if not isinstance(value, str):
+        raise UnsafeArchiveError(f"{where} is not a string.")
+    return value
 
 
 def _obj(value: object, where: str) -> dict[str, object]:
@@ -192,7 +211,7 @@ def _id(value: object, where: str) -> int:
 def is_collected(name: str) -> bool:
     """Whether the reader should hand this archive member to :func:`check_core_images`."""
     head, base = posixpath.split(name)
-    return head == "checkpoint" and (base == SECCOMP_IMAGE or CORE_IMAGE.fullmatch(base) is not None)
+    return head == "checkpoint" and (base in (SECCOMP_IMAGE, APPARMOR_IMAGE) or CORE_IMAGE.fullmatch(base) is not None)
 
 
 def image_limit(name: str) -> int:
@@ -206,6 +225,11 @@ def check_core_images(images: Mapping[str, bytes], grants: Grants) -> None:
         raise UnsafeArchiveError(f"The archive holds more than {MAX_IMAGES} CRIU core images.")
     filters: list[Filter] | None = None
     for name in sorted(images):
+        if posixpath.basename(name) == APPARMOR_IMAGE:
+            raise UnsafeArchiveError(
+                f"{name}: the archive carries AppArmor namespaces or policy, which CRIU would load into this "
+                "host's kernel; ferry never restores those."
+            )
         if posixpath.basename(name) == SECCOMP_IMAGE:
             filters = seccomp_filters(name, images[name])
     for name in sorted(images):
@@ -331,6 +355,27 @@ def _check_creds(name: str, creds: pw.Fields, grants: Grants) -> None:
             f"{name}: the container's spec sets noNewPrivileges, but the restored process would run "
             "without it; refusing the archive."
         )
+    _check_lsm(name, creds, grants)
+
+
+def _check_lsm(name: str, creds: pw.Fields, grants: Grants) -> None:
+    """CRIU switches the restored thread to the LSM profile in its image: only the spec's own."""
+    if pw.message(creds, CREDS_APPARMOR_DATA) is not None:
+        raise UnsafeArchiveError(
+            f"{name}: the credentials carry AppArmor policy data, which CRIU would load into this host's "
+            "kernel; refusing the archive."
+        )
+    allowed = {label for label in (grants.apparmor_profile, grants.selinux_label) if label}
+    for field, number in (("LSM profile", CREDS_LSM_PROFILE), ("socket-creation LSM label", CREDS_LSM_SOCKCREATE)):
+        raw = pw.message(creds, number)
+        if raw is None:
+            continue
+        label = raw.decode("utf-8", "replace")
+        if label not in allowed:
+            raise UnsafeArchiveError(
+                f"{name}: the restored process would run with the {field} {label!r}, which is not the one the "
+                "container's spec sets; refusing the archive."
+            )
 
 
 def _check_seccomp(

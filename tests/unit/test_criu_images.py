@@ -379,3 +379,42 @@ def test_a_filter_ferry_cannot_evaluate_is_refused() -> None:
     img = criu_edit.image(MAGIC_SECCOMP, [pw.encode_fields({1: odd})])
     grants = Grants.from_spec(spec(), must_deny=frozenset({246}))
     refused(images(core(), seccomp=img), grants, "cannot evaluate")
+
+
+# -- LSM labels and AppArmor policy -------------------------------------------------------------
+
+
+def _with_creds(data: bytes, **fields: int | bytes) -> bytes:
+    magic, (entry,) = criu_edit.entries(data)
+    c = pw.fields(entry)
+    thread = pw.fields(pw.message(c, ci.CORE_THREAD_CORE) or b"")
+    creds = pw.fields(pw.message(thread, ci.THREAD_CREDS) or b"")
+    for number, value in fields.items():
+        creds[int(number.removeprefix("f"))] = [(pw.LENGTH if isinstance(value, bytes) else pw.VARINT, value)]
+    thread[ci.THREAD_CREDS] = [(pw.LENGTH, pw.encode_fields(creds))]
+    c[ci.CORE_THREAD_CORE] = [(pw.LENGTH, pw.encode_fields(thread))]
+    return criu_edit.image(magic, [pw.encode_fields(c)])
+
+
+def test_an_lsm_profile_must_be_the_specs_own() -> None:
+    confined = spec()
+    confined["process"]["apparmorProfile"] = "containers-default-0.50.1"
+    grants = Grants.from_spec(confined)
+    own = _with_creds(core(), f15=b"containers-default-0.50.1")
+    check_core_images(images(own, seccomp=seccomp_img(None)), grants)
+    other = _with_creds(core(), f15=b"unconfined-ish")
+    refused(images(other, seccomp=seccomp_img(None)), grants, "LSM profile 'unconfined-ish'")
+    refused(images(own, seccomp=seccomp_img(None)), GRANTS, "LSM profile")  # the spec sets none
+    refused(images(_with_creds(core(), f16=b"x"), seccomp=seccomp_img(None)), GRANTS, "socket-creation")
+
+
+def test_apparmor_policy_is_never_restored() -> None:
+    refused(images(_with_creds(core(), f17=b"policy"), seccomp=seccomp_img(None)), GRANTS, "AppArmor policy")
+    with_ns = {**images(core(), seccomp=seccomp_img(None)), "checkpoint/apparmor.img": b""}
+    refused(with_ns, GRANTS, "AppArmor namespaces")
+    assert ci.is_collected("checkpoint/apparmor.img")
+
+
+def test_lsm_fields_of_the_spec_must_be_strings() -> None:
+    with pytest.raises(UnsafeArchiveError, match="apparmorProfile is not a string"):
+        Grants.from_spec({"process": {"apparmorProfile": ["x"]}})
