@@ -17,6 +17,8 @@ archive, ferry decodes every core image (and ``seccomp.img``) and compares it wi
   ``Grants.must_deny`` (ferry passes what this host's default profile denies unconditionally;
   see :mod:`ferry.archive.seccomp_bpf`);
 * ``no_new_privs`` when the spec sets ``process.noNewPrivileges``;
+* resource limits: no hard limit above the one the spec sets for that resource, unless the spec
+  grants CAP_SYS_RESOURCE (limits the spec does not name are not checked);
 * LSM: a thread's AppArmor profile or SELinux label (and socket-creation label) is the spec's
   own or absent; AppArmor policy blobs (``apparmor.img``, ``apparmor_data``), which CRIU would
   load into the host kernel, are refused;
@@ -57,7 +59,33 @@ MAX_IMAGES = 1 << 16
 
 # Field numbers from CRIU's images/core.proto, creds.proto and seccomp.proto.
 CORE_TC, CORE_THREAD_CORE = 3, 5
-TC_TASK_STATE, TC_OLD_SECCOMP_MODE, TC_OLD_SECCOMP_FILTER = 1, 11, 12
+TC_TASK_STATE, TC_RLIMITS, TC_OLD_SECCOMP_MODE, TC_OLD_SECCOMP_FILTER = 1, 8, 11, 12
+RLIMITS_ENTRIES, RLIMIT_MAX = 1, 2
+#: Linux resource numbers (include/uapi/asm-generic/resource.h), as OCI names them.
+RLIMITS = {
+    f"RLIMIT_{name}": number
+    for number, name in enumerate(
+        [
+            "CPU",
+            "FSIZE",
+            "DATA",
+            "STACK",
+            "CORE",
+            "RSS",
+            "NPROC",
+            "NOFILE",
+            "MEMLOCK",
+            "AS",
+            "LOCKS",
+            "SIGPENDING",
+            "MSGQUEUE",
+            "NICE",
+            "RTPRIO",
+            "RTTIME",
+        ]
+    )
+}
+CAP_SYS_RESOURCE = 1 << 24
 THREAD_CREDS, THREAD_SECCOMP_MODE, THREAD_SECCOMP_FILTER = 10, 11, 12
 CREDS_IDS = {"uid": 1, "gid": 2, "euid": 3, "egid": 4, "suid": 5, "sgid": 6, "fsuid": 7, "fsgid": 8}
 CREDS_CAPS = {"effective": 11, "permitted": 10, "inheritable": 9, "bounding": 12, "ambient": 19}
@@ -139,6 +167,8 @@ class Grants:
     must_deny: frozenset[int] = frozenset()
     apparmor_profile: str = ""
     selinux_label: str = ""
+    #: Hard limits the spec sets (resource number -> hard); a process may lower them, not raise them.
+    rlimits: tuple[tuple[int, int], ...] = ()
 
     @classmethod
     def from_spec(cls, spec: object, *, must_deny: frozenset[int] = frozenset()) -> Grants:
@@ -170,6 +200,7 @@ class Grants:
             must_deny=must_deny,
             apparmor_profile=_str(_get(process, "apparmorProfile", ""), f"{where}: process.apparmorProfile"),
             selinux_label=_str(_get(process, "selinuxLabel", ""), f"{where}: process.selinuxLabel"),
+            rlimits=_rlimits(_get(process, "rlimits", []), f"{where}: process.rlimits"),
         )
 
 
@@ -177,6 +208,19 @@ def _get(obj: dict[str, object], key: str, default: object) -> object:
     """A JSON member; absent or null reads as the default (Go's encoding/json does the same)."""
     value = obj.get(key)
     return default if value is None else value
+
+
+def _rlimits(value: object, where: str) -> tuple[tuple[int, int], ...]:
+    if not isinstance(value, list):
+        raise UnsafeArchiveError(f"{where} is not a list.")
+    out = {}
+    for raw in value:
+        item = _obj(raw, where)
+        kind, hard = item.get("type"), item.get("hard")
+        if kind not in RLIMITS or not isinstance(hard, int) or isinstance(hard, bool) or not 0 <= hard < 1 << 64:
+            raise UnsafeArchiveError(f"{where}: {item!r} is not a resource limit ferry knows.")
+        out[RLIMITS[str(kind)]] = hard
+    return tuple(sorted(out.items()))
 
 
 def _str(value: object, where: str) -> str:
@@ -314,6 +358,7 @@ def _check_core(name: str, data: bytes, grants: Grants, filters: list[Filter] | 
                 "what CRIU would restore, so it refuses the archive."
             )
         _check_creds(name, _fields(name, raw_creds), grants)
+        _check_rlimits(name, tc, grants)
         if grants.seccomp:
             _check_seccomp(name, tc, thread, filters, grants.must_deny)
     except pw.ProtoError as exc:
@@ -356,6 +401,25 @@ def _check_creds(name: str, creds: pw.Fields, grants: Grants) -> None:
             "without it; refusing the archive."
         )
     _check_lsm(name, creds, grants)
+
+
+def _check_rlimits(name: str, tc: pw.Fields, grants: Grants) -> None:
+    """CRIU sets the restored task's limits as root: none above the spec's hard limits, unless the
+    spec lets the container raise them itself (CAP_SYS_RESOURCE)."""
+    raw = pw.message(tc, TC_RLIMITS)
+    if raw is None or not grants.rlimits or grants.bounding & CAP_SYS_RESOURCE:
+        return
+    limits = pw.messages(_fields(name, raw), RLIMITS_ENTRIES)
+    names = {number: kind for kind, number in RLIMITS.items()}
+    for number, hard in grants.rlimits:
+        if number >= len(limits):
+            continue
+        value = pw.single_varint(_fields(name, limits[number]), RLIMIT_MAX)
+        if value is not None and value > hard:
+            raise UnsafeArchiveError(
+                f"{name}: the restored process would have a hard {names[number]} of {value}, above the "
+                f"{hard} the container's spec sets; refusing the archive."
+            )
 
 
 def _check_lsm(name: str, creds: pw.Fields, grants: Grants) -> None:

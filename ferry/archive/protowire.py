@@ -100,6 +100,12 @@ def uint32(msg: Fields, number: int) -> int | None:
     return None if value is None else int(value) & MASK32
 
 
+def single_varint(msg: Fields, number: int) -> int | None:
+    """A singular 64-bit varint field (``uint64``), not truncated."""
+    value = _single(msg, number, VARINT)
+    return None if value is None else int(value)
+
+
 def message(msg: Fields, number: int) -> bytes | None:
     """A singular embedded message field, still encoded."""
     value = _single(msg, number, LENGTH)

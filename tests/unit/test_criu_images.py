@@ -418,3 +418,43 @@ def test_apparmor_policy_is_never_restored() -> None:
 def test_lsm_fields_of_the_spec_must_be_strings() -> None:
     with pytest.raises(UnsafeArchiveError, match="apparmorProfile is not a string"):
         Grants.from_spec({"process": {"apparmorProfile": ["x"]}})
+
+
+# -- resource limits ---------------------------------------------------------------------------
+
+
+def _with_rlimits(data: bytes, limits: dict[int, tuple[int, int]]) -> bytes:
+    entries = [
+        (pw.LENGTH, pw.encode_fields({1: [(pw.VARINT, cur)], 2: [(pw.VARINT, hard)]}))
+        for cur, hard in (limits.get(i, ((1 << 64) - 1, (1 << 64) - 1)) for i in range(16))
+    ]
+    return edit_core(data, tc={ci.TC_RLIMITS: pw.encode_fields({1: entries})})
+
+
+def _limited(**extra: Any) -> dict[str, Any]:
+    out = spec(**extra)
+    out["process"]["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
+    return out
+
+
+def test_a_hard_limit_may_be_lowered_but_not_raised() -> None:
+    grants = Grants.from_spec(_limited())
+    assert grants.rlimits == ((7, 1024),)
+    lowered = _with_rlimits(core(), {7: (512, 512)})
+    check_core_images(images(lowered, seccomp=seccomp_img(None)), grants)
+    raised = _with_rlimits(core(), {7: (1024, 1 << 20)})
+    refused(images(raised, seccomp=seccomp_img(None)), grants, "hard RLIMIT_NOFILE of 1048576, above the 1024")
+    unlimited = _with_rlimits(core(), {})  # every limit unlimited, NOFILE included
+    refused(images(unlimited, seccomp=seccomp_img(None)), grants, "RLIMIT_NOFILE")
+
+
+def test_cap_sys_resource_lets_the_container_raise_limits_itself() -> None:
+    grants = Grants.from_spec(_limited(caps=[*SPEC_CAPS, "CAP_SYS_RESOURCE"]))
+    raised = _with_rlimits(core(caps=[CHOWN | NET_BIND | 1 << 24, 0]), {7: (1024, 1 << 20)})
+    check_core_images(images(raised, seccomp=seccomp_img(None)), grants)
+
+
+@pytest.mark.parametrize("bad", [5, [{"type": "RLIMIT_NOPE", "hard": 1}], [{"type": "RLIMIT_NOFILE", "hard": -1}]])
+def test_odd_rlimits_in_the_spec_are_refused(bad: object) -> None:
+    with pytest.raises(UnsafeArchiveError, match="process.rlimits"):
+        Grants.from_spec({"process": {"rlimits": bad}})
