@@ -75,3 +75,15 @@ def point_at_filter(data: bytes, index: int) -> bytes:
         tc.pop(ci.TC_OLD_SECCOMP_FILTER, None)
         core[ci.CORE_TC] = [(pw.LENGTH, pw.encode_fields(tc))]
     return image(magic, [pw.encode_fields(core)])
+
+
+def unlimited_rlimits(data: bytes) -> bytes:
+    """The core image with every resource limit of the task raised to unlimited."""
+    magic, (entry,) = entries(data)
+    core = pw.fields(entry)
+    tc = pw.fields(bytes(core[ci.CORE_TC][0][1]))  # type: ignore[arg-type]
+    infinity = (1 << 64) - 1
+    limit = pw.encode_fields({1: [(pw.VARINT, infinity)], 2: [(pw.VARINT, infinity)]})
+    tc[ci.TC_RLIMITS] = [(pw.LENGTH, pw.encode_fields({1: [(pw.LENGTH, limit)] * 16}))]
+    core[ci.CORE_TC] = [(pw.LENGTH, pw.encode_fields(tc))]
+    return image(magic, [pw.encode_fields(core)])

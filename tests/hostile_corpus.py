@@ -438,6 +438,21 @@ def core_root_for_non_root_spec(base: Unpacked, target: str) -> Hostile:
     return seal("core-root-for-non-root-spec", u, UnsafeArchiveError, r"uid/euid/suid/fsuid 0 \(root\)")
 
 
+def core_unlimited_rlimits(base: Unpacked, target: str) -> Hostile:
+    """Every resource limit of the task raised to unlimited, above the spec's hard NOFILE."""
+    u = base.clone()
+    spec = json.loads(u.find("spec.dump").data or b"{}")
+    process = spec.setdefault("process", {})
+    if not process.get("rlimits"):
+        process["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
+        u.set("spec.dump", json.dumps(spec).encode())
+    cores = [m.info.name for m in u.members if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name)]
+    name = cores[0] if cores else "checkpoint/core-1.img"
+    data = u.find(name).data if cores else criu_edit.core_image()
+    u.set(name, criu_edit.unlimited_rlimits(data or b""))
+    return seal("core-unlimited-rlimits", u, UnsafeArchiveError, r"hard RLIMIT_[A-Z]+ of 18446744073709551615")
+
+
 def seccomp_allow_all(base: Unpacked, target: str) -> Hostile:
     """seccomp.img replaced by one filter that allows every call; the threads keep mode 2."""
     from ferry.archive import criu_images as ci
@@ -711,6 +726,7 @@ CASES: dict[str, Builder] = {
     "core-full-caps-seccomp-off": core_escalated,
     "core-root-for-non-root-spec": core_root_for_non_root_spec,
     "seccomp-allow-all-filter": seccomp_allow_all,
+    "core-unlimited-rlimits": core_unlimited_rlimits,
     **SPECIAL,
 }
 
