@@ -29,13 +29,14 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from ferry import keys
+from ferry import keys, restore_policy
 from ferry.archive import members as m
 from ferry.archive import safejson
 from ferry.archive.compression import decompressing
 from ferry.archive.manifest import Manifest, Sidecar
 from ferry.archive.policy import confined, parse_deleted_files
 from ferry.archive.reader import SMALL_MEMBER_LIMIT, expansion_limit, verify
+from ferry.archive.rebuild_context import RebuildContext
 from ferry.archive.signing import check as check_signature
 from ferry.archive.streams import HashingReader, Readable, drain
 from ferry.errors import ArchiveError, FerryError, IntegrityError, UnsupportedArchiveError
@@ -119,7 +120,7 @@ def _scan_and_verify(source: Readable, sidecar: Sidecar | None, work: Path) -> t
 
 def _verify(tee: _Tee, sidecar: Sidecar | None) -> tuple[bool, str]:
     try:
-        verify(tee, sidecar=sidecar)
+        verify(tee, sidecar=sidecar, ctx=RebuildContext(policy=restore_policy.load()))
     except ArchiveError as exc:
         return False, str(exc)
     if sidecar is None:

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 BUSYBOX = shutil.which("busybox") or "/bin/busybox"
-APPLETS = ("sh", "cat", "echo", "sleep", "usleep", "rm", "ls", "mkdir", "tail", "wc", "head", "ln", "nc")
+APPLETS = ("sh", "cat", "echo", "sleep", "usleep", "rm", "ls", "mkdir", "tail", "wc", "head", "ln", "nc", "truncate")
 ULIMITS = ("--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024")
 IMAGE = "localhost/ferry-test:latest"
 

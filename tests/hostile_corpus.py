@@ -15,6 +15,7 @@ import hashlib
 import io
 import json
 import os
+import re
 import stat
 import tarfile
 from collections.abc import Callable
@@ -26,6 +27,7 @@ import zstandard
 
 from ferry.archive.compression import SUFFIX, Compression, compressing, detect
 from ferry.errors import ArchiveError, IntegrityError, UnsafeArchiveError, UnsupportedArchiveError
+from tests import criu_edit
 from tests.archive_forge import Entry, Forge
 from tests.helpers import signed_sidecar
 
@@ -288,11 +290,11 @@ DIFF_CASES: dict[str, tuple[EntriesOf, str]] = {
     "diff-absolute": (lambda t: [Entry(t + "/victim", b"x")], "rootfs-diff.tar.*is absolute"),
     "diff-symlink-absolute-then-write": (
         lambda t: [Entry("data/escape", type=SYM, linkname=t), Entry("data/escape/victim", b"x")],
-        "through the symlink 'data/escape'",
+        "go through the symlink 'data/escape'",
     ),
     "diff-symlink-relative-then-write": (
         lambda t: [Entry("data/up", type=SYM, linkname=UP + t[1:]), Entry("data/up/victim", b"x")],
-        "through the symlink 'data/up'",
+        "go through the symlink 'data/up'",
     ),
     "diff-symlink-root-then-deep-write": (
         lambda t: [
@@ -300,7 +302,7 @@ DIFF_CASES: dict[str, tuple[EntriesOf, str]] = {
             Entry(f"data/root{t}", type=DIR, mode=0o755),
             Entry(f"data/root{t}/victim", b"x"),
         ],
-        "through the symlink 'data/root'",
+        "go through the symlink 'data/root'",
     ),
     "diff-hardlink-absolute": (
         lambda t: [Entry("data/h", type=LNK, linkname=t + "/victim")],
@@ -312,11 +314,11 @@ DIFF_CASES: dict[str, tuple[EntriesOf, str]] = {
     ),
     "diff-hardlink-through-symlink": (
         lambda t: [Entry("data/l", type=SYM, linkname=t), Entry("data/h", type=LNK, linkname="data/l/victim")],
-        "not a file earlier in the diff",
+        "go through the symlink 'data/l'",
     ),
     "diff-hardlink-to-image-file": (
         lambda t: [Entry("data/h", type=LNK, linkname="etc/passwd")],
-        "not a file earlier in the diff",
+        "not a regular file earlier in the same tar",
     ),
     "diff-hardlink-to-file-relinked-as-symlink": (
         lambda t: [
@@ -324,8 +326,22 @@ DIFF_CASES: dict[str, tuple[EntriesOf, str]] = {
             Entry("data/f", type=SYM, linkname=t + "/victim"),
             Entry("data/h", type=LNK, linkname="data/f"),
         ],
-        "not a file earlier in the diff",
+        "'data/f' occurs twice",
     ),
+    "diff-hardlink-parent-remade-as-symlink": (
+        lambda t: [
+            Entry("data/d/f", b"x"),
+            Entry("data/d", type=SYM, linkname=t),
+            Entry("data/h", type=LNK, linkname="data/d/victim"),
+        ],
+        "in place of a directory",
+    ),
+    "diff-directory-then-symlink-same-name": (
+        lambda t: [Entry("data/d", type=DIR, mode=0o755), Entry("data/d", type=SYM, linkname=t)],
+        "'data/d' occurs twice",
+    ),
+    "diff-gnu-sparse": (lambda t: [Entry("data/sparse", type=tarfile.GNUTYPE_SPARSE)], "GNU sparse"),
+    "diff-contiguous": (lambda t: [Entry("data/cont", type=tarfile.CONTTYPE)], "contiguous"),
     "diff-char-device": (lambda t: [Entry("data/mem", type=tarfile.CHRTYPE, devmajor=1, mode=0o666)], "character"),
     "diff-block-device": (lambda t: [Entry("data/sda", type=tarfile.BLKTYPE, devmajor=8, mode=0o666)], "block"),
     "diff-fifo": (lambda t: [Entry("data/fifo", type=tarfile.FIFOTYPE)], "FIFO"),
@@ -358,6 +374,106 @@ def diff_case(name: str, base: Unpacked, target: str) -> Hostile:
     u = base.clone()
     u.add_to_diff(entries(target))
     return seal(name, u, UnsafeArchiveError, match)
+
+
+DEVSHM = "devshm-checkpoint.tar"
+VOLUME = "volumes/data.tar"
+TMPFS = "checkpoint/tmpfs-dev-99.tar.gz.img"  # replaced by the base's own /dev-style image if it has one
+
+
+def _escape(t: str) -> list[Entry]:
+    return [Entry("escape", type=SYM, linkname=t), Entry("escape/victim", b"x")]
+
+
+#: Tars nested in the archive that Podman or CRIU unpack as root: (member, entries, refusal).
+NESTED_CASES: dict[str, tuple[str, EntriesOf, str]] = {
+    "devshm-symlink-then-write": (DEVSHM, _escape, r"devshm-checkpoint\.tar.*through the symlink 'escape'"),
+    "devshm-absolute-path": (DEVSHM, lambda t: [Entry(t + "/victim", b"x")], "devshm-checkpoint.tar.*is absolute"),
+    "devshm-dotdot": (DEVSHM, lambda t: [Entry(UP + t[1:] + "/victim", b"x")], r"contains '\.\.'"),
+    "volume-symlink-then-write": (VOLUME, _escape, r"volumes/data\.tar.*through the symlink 'escape'"),
+    "volume-directory-then-symlink": (
+        VOLUME,
+        lambda t: [Entry("d", type=DIR, mode=0o755), Entry("d", type=SYM, linkname=t)],
+        "'d' occurs twice",
+    ),
+    "volume-hardlink-outside": (VOLUME, lambda t: [Entry("h", type=LNK, linkname=t[1:] + "/victim")], "hardlink"),
+    "volume-fifo": (VOLUME, lambda t: [Entry("fifo", type=tarfile.FIFOTYPE)], "FIFO"),
+    "volume-bad-name": ("volumes/-x.tar", lambda t: [Entry("f", b"x")], "name Podman accepts"),
+    "tmpfs-image-symlink-then-write": (TMPFS, _escape, r"tmpfs-dev-[0-9]+\.tar\.gz\.img.*through the symlink"),
+    "tmpfs-image-device": (TMPFS, lambda t: [Entry("mem", type=tarfile.CHRTYPE, devmajor=1)], "character device"),
+    "tmpfs-image-setuid": (TMPFS, lambda t: [Entry("su", b"#!/bin/sh\n", mode=0o4755)], "setuid/setgid"),
+}
+
+
+def nested_case(name: str, base: Unpacked, target: str) -> Hostile:
+    member, entries, match = NESTED_CASES[name]
+    u = base.clone()
+    payload = pack_tar([Member.of(e) for e in entries(target)])
+    if member == TMPFS:
+        member = next((m.info.name for m in u.members if m.info.name.startswith("checkpoint/tmpfs-dev-")), TMPFS)
+        payload = gzip.compress(payload, mtime=0)
+    u.set(member, payload)
+    return seal(name, u, UnsafeArchiveError, match)
+
+
+def core_escalated(base: Unpacked, target: str) -> Hostile:
+    """A core image re-encoded with every capability and seccomp off (made if the base has none)."""
+    u = base.clone()
+    cores = [m.info.name for m in u.members if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name)]
+    if cores:
+        u.set(cores[0], criu_edit.escalate(u.find(cores[0]).data or b""))
+    else:
+        u.set("checkpoint/core-1.img", criu_edit.core_image(caps=criu_edit.FULL_CAPS, seccomp_mode=0))
+    return seal("core-full-caps-seccomp-off", u, UnsafeArchiveError, "capability set|seccomp mode")
+
+
+def core_root_for_non_root_spec(base: Unpacked, target: str) -> Hostile:
+    """The spec runs the process as uid 1000; the core image makes it root again."""
+    u = base.clone()
+    spec = json.loads(u.find("spec.dump").data or b"{}")
+    spec.setdefault("process", {})["user"] = {"uid": 1000, "gid": 1000}
+    u.set("spec.dump", json.dumps(spec).encode())
+    cores = [m.info.name for m in u.members if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name)]
+    if not cores:
+        u.set("checkpoint/core-1.img", criu_edit.core_image(uid=0))
+    return seal("core-root-for-non-root-spec", u, UnsafeArchiveError, r"uid/euid/suid/fsuid 0 \(root\)")
+
+
+def core_unlimited_rlimits(base: Unpacked, target: str) -> Hostile:
+    """Every resource limit of the task raised to unlimited, above the spec's hard NOFILE."""
+    u = base.clone()
+    spec = json.loads(u.find("spec.dump").data or b"{}")
+    process = spec.setdefault("process", {})
+    if not process.get("rlimits"):
+        process["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
+        u.set("spec.dump", json.dumps(spec).encode())
+    cores = [m.info.name for m in u.members if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name)]
+    name = cores[0] if cores else "checkpoint/core-1.img"
+    data = u.find(name).data if cores else criu_edit.core_image()
+    u.set(name, criu_edit.unlimited_rlimits(data or b""))
+    return seal("core-unlimited-rlimits", u, UnsafeArchiveError, r"hard RLIMIT_[A-Z]+ of 18446744073709551615")
+
+
+def seccomp_allow_all(base: Unpacked, target: str) -> Hostile:
+    """seccomp.img replaced by one filter that allows every call; the threads keep mode 2."""
+    from ferry.archive import criu_images as ci
+    from ferry.archive import protowire as pw
+
+    u = base.clone()
+    spec = json.loads(u.find("spec.dump").data or b"{}")
+    if not (spec.get("linux") or {}).get("seccomp"):
+        spec.setdefault("linux", {})["seccomp"] = {"defaultAction": "SCMP_ACT_ERRNO"}
+        u.set("spec.dump", json.dumps(spec).encode())
+    if not any(re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name) for m in u.members):
+        u.set("checkpoint/core-1.img", criu_edit.core_image(seccomp_mode=2))
+    allow = pw.encode_fields({1: [(pw.LENGTH, b"\x06\x00\x00\x00\x00\x00\xff\x7f")]})
+    magic = ci.IMG_COMMON_MAGIC.to_bytes(4, "little") + ci.SECCOMP_MAGIC.to_bytes(4, "little")
+    u.set("checkpoint/seccomp.img", criu_edit.image(magic, [pw.encode_fields({1: [(pw.LENGTH, allow)]})]))
+    # every thread points at filter 0, the only one left
+    for m in u.members:
+        if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name) and m.data:
+            u.set(m.info.name, criu_edit.point_at_filter(m.data, 0))
+    return seal("seccomp-allow-all-filter", u, UnsafeArchiveError, "may allow kexec_load|seccomp filter may allow")
 
 
 def deleted_case(name: str, base: Unpacked, target: str) -> Hostile:
@@ -597,7 +713,7 @@ SPECIAL: dict[str, Builder] = {
     "bitflip-gzip-stream": bitflip_gzip,
     "bitflip-tar-header": bitflip_tar_header,
     "unverified-diff-symlink-then-write": unverified(
-        "unverified-diff-symlink-then-write", _unverified_escape, "through the symlink"
+        "unverified-diff-symlink-then-write", _unverified_escape, "go through the symlink"
     ),
     "unverified-deleted-dotdot": unverified("unverified-deleted-dotdot", _unverified_deleted, r"contains '\.\.'"),
 }
@@ -607,6 +723,11 @@ CASES: dict[str, Builder] = {
     **_named(OUTER, outer_case),
     **_named(DIFF_CASES, diff_case),
     **_named(DELETED_CASES, deleted_case),
+    **_named(NESTED_CASES, nested_case),
+    "core-full-caps-seccomp-off": core_escalated,
+    "core-root-for-non-root-spec": core_root_for_non_root_spec,
+    "seccomp-allow-all-filter": seccomp_allow_all,
+    "core-unlimited-rlimits": core_unlimited_rlimits,
     **SPECIAL,
 }
 

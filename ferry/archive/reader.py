@@ -14,20 +14,19 @@ import os
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import BinaryIO
+from typing import Any, BinaryIO
 
 import zstandard
 
+from ferry.archive import criu_images, nested, seccomp_bpf
 from ferry.archive import members as m
 from ferry.archive.compression import Compression, decompressing
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
 from ferry.archive.policy import (
-    DiffChecker,
     check_deleted_below_links,
     check_outer_member,
-    confined,
     parse_deleted_files,
 )
 from ferry.archive.rebuild import MAX_JSON_BYTES, rebuild
@@ -87,6 +86,10 @@ class _Pending:
     json: dict[str, bytes] = field(default_factory=dict)
     manifest: bytes | None = None
     volume_tars: set[str] = field(default_factory=set)
+    #: checkpoint/core-*.img and seccomp.img, for the credential check at the end
+    criu_images: dict[str, bytes] = field(default_factory=dict)
+    #: the spec Podman gets (rebuilt): what the CRIU images may not exceed
+    spec: dict[str, Any] | None = None
 
 
 def expansion_limit(sidecar: Sidecar | None) -> int:
@@ -154,7 +157,7 @@ def _walk(
             bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive", digest=False)
             out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink else None
             try:
-                _members(bounded, report, out, check_diff_path, ctx)
+                pending = _members(bounded, report, out, check_diff_path, ctx)
             finally:
                 if out is not None:
                     out.close()
@@ -171,7 +174,14 @@ def _walk(
     report.archive_size = outer.size
     report.archive_sha256 = outer.hexdigest()
     _check_complete(report, sidecar, require_manifest)
+    _check_credentials(pending)  # after integrity: a damaged archive is reported as damaged
     return report
+
+
+def _check_credentials(pending: _Pending) -> None:
+    """CRIU's images may not grant the restored processes more than the (rebuilt) spec does."""
+    grants = criu_images.Grants.from_spec(pending.spec or {}, must_deny=seccomp_bpf.host_default_denials())
+    criu_images.check_core_images(pending.criu_images, grants)
 
 
 class _FullReads:
@@ -215,7 +225,7 @@ def _members(
     out: tarfile.TarFile | None,
     check_diff_path: Callable[[str], None] | None,
     ctx: RebuildContext,
-) -> None:
+) -> _Pending:
     tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
     seen: set[str] = set()
     pending = _Pending()
@@ -245,15 +255,17 @@ def _members(
     for path in report.deleted:  # after the loop: deleted.files may come before the diff
         check_deleted_below_links(path, report.diff_symlinks)
     if m.CONFIG_DUMP not in pending.json or m.SPEC_DUMP not in pending.json:
-        return  # _check_complete names what is missing
+        return pending  # _check_complete names what is missing
     rebuilt = rebuild(pending.json, ctx, frozenset(pending.volume_tars))
     report.name, report.image_id, report.image_name = rebuilt.name, rebuilt.image_id, rebuilt.image_name
     report.volumes = rebuilt.volumes
+    pending.spec = rebuilt.spec
     if out is not None:
         for member, data in [*rebuilt.members.items(), *([(m.MANIFEST, pending.manifest)] if pending.manifest else [])]:
             clean = tarfile.TarInfo(member)
             clean.size, clean.mode = len(data), 0o600
             out.addfile(clean, io.BytesIO(data))
+    return pending
 
 
 def _member_payload(
@@ -273,8 +285,6 @@ def _member_payload(
     if name in m.REBUILT_JSON:
         pending.json[name] = _read_small(reader, name, limit=MAX_JSON_BYTES)
         return None
-    if name.startswith(m.VOLUMES_DIR + "/"):
-        pending.volume_tars.add(name.removeprefix(m.VOLUMES_DIR + "/").removesuffix(".tar"))
     if name == m.DELETED_FILES:
         report.deleted = parse_deleted_files(_read_small(reader, name))
         for path in report.deleted:
@@ -284,6 +294,16 @@ def _member_payload(
         return io.BytesIO(canonical) if out is not None else None
     if name == m.ROOTFS_DIFF:
         return _scan_diff(reader, report, rebuild=out is not None, check_diff_path=check_diff_path)
+    if criu_images.is_collected(name):
+        return _collect_image(reader, name, pending, out is not None)
+    kind = nested.kind_of(name)
+    if kind is not None:
+        volume = nested.volume_name(name)
+        if volume is not None:
+            pending.volume_tars.add(volume)
+        rebuilt = tempfile.TemporaryFile() if out is not None else None
+        nested.rebuild(reader, kind, rebuilt, compressed_size=info.size)
+        return rebuilt
     if out is not None and _passed_to_podman(name):
         # Straight across: the output is only used once the whole archive has passed, and a
         # short member makes addfile fail.
@@ -296,41 +316,29 @@ def _member_payload(
 def _scan_diff(
     reader: HashingReader, report: Report, *, rebuild: bool, check_diff_path: Callable[[str], None] | None
 ) -> BinaryIO | None:
-    checker = DiffChecker()
+    def seen(name: str) -> None:
+        report.diff_entries.append(name)
+        if check_diff_path:
+            check_diff_path(name)
+
     rebuilt = tempfile.TemporaryFile() if rebuild else None
-    inner = tarfile.open(fileobj=reader, mode="r|")  # type: ignore[call-overload]
-    out = tarfile.open(fileobj=rebuilt, mode="w|", format=tarfile.PAX_FORMAT) if rebuilt else None
-    try:
-        for entry in _entries(inner):
-            name = checker.check(entry)
-            if not name:
-                continue
-            report.diff_entries.append(name)
-            if check_diff_path:
-                check_diff_path(name)
-            if out is not None:
-                clean = _clean_info(entry, name)
-                if entry.islnk():
-                    clean.linkname = confined(entry.linkname, where="rootfs-diff.tar hardlink")
-                data = inner.extractfile(entry) if entry.isreg() else None
-                out.addfile(clean, data)
-    finally:
-        if out is not None:
-            out.close()
+    checker = nested.rebuild(
+        reader, nested.kind_of(m.ROOTFS_DIFF) or nested.Kind(m.ROOTFS_DIFF), rebuilt, on_entry=seen
+    )
     report.diff_files, report.diff_bytes = checker.files, checker.bytes
     report.diff_symlinks = checker.symlinks
-    if rebuilt is not None:
-        rebuilt.seek(0)
     return rebuilt
 
 
-def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
-    try:
-        yield from tar
-    except tarfile.ReadError as exc:
-        if "empty file" in str(exc):
-            return
-        raise
+def _collect_image(reader: HashingReader, name: str, pending: _Pending, rewrite: bool) -> BinaryIO | None:
+    limit = criu_images.image_limit(name)
+    data = reader.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeArchiveError(f"CRIU image {name!r} is larger than {limit} bytes; refusing it.")
+    if len(pending.criu_images) >= criu_images.MAX_IMAGES:
+        raise UnsafeArchiveError(f"The archive holds more than {criu_images.MAX_IMAGES} CRIU core images.")
+    pending.criu_images[name] = data
+    return io.BytesIO(data) if rewrite else None
 
 
 def _read_small(reader: HashingReader, name: str, limit: int = SMALL_MEMBER_LIMIT) -> bytes:

@@ -16,9 +16,11 @@ import pytest
 from ferry import inspection, runtime
 from ferry.archive.manifest import Sidecar
 from ferry.archive.reader import verify
+from ferry.archive.rebuild_context import RebuildContext
 from ferry.errors import ArchiveNotFoundError, UnsupportedArchiveError
 from ferry.inspection import inspect_archive
 from ferry.inspection_view import format_inspection
+from ferry.restore_policy import RestorePolicy
 from ferry.runtime import Podman
 from storage.store import SIDECAR_SUFFIX
 from tests.archive_forge import MIN_MEMBERS, Entry, Forge, real_config, real_spec
@@ -34,6 +36,16 @@ ARGS = ["sh", "-c", "echo hi; sleep 1000"]
 CONFIG = real_config(id="a" * 64, runtime="runc")
 SPEC = real_spec()
 SPEC["process"]["args"] = ARGS
+# These core images (crit-encoded by hand) carry no seccomp filter, so the spec may not claim one,
+# and this host's restore policy must let a container without seccomp through.
+del SPEC["linux"]["seccomp"]
+
+
+@pytest.fixture(autouse=True)
+def _unconfined_policy(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    policy = tmp_path / "restore-policy.json"
+    policy.write_text('{"unconfined": true}')
+    monkeypatch.setenv("FERRY_RESTORE_POLICY", str(policy))
 
 
 def crit_encode(image: dict[str, Any]) -> bytes:
@@ -47,7 +59,10 @@ def crit_encode(image: dict[str, Any]) -> bytes:
 
 def core(comm: str) -> bytes:
     tc = {"task_state": 1, "exit_code": 0, "personality": 0, "flags": 0, "blk_sigset": 0, "comm": comm}
-    return crit_encode({"magic": "CORE", "entries": [{"mtype": "X86_64", "tc": tc}]})
+    ids = dict.fromkeys(("uid", "gid", "euid", "egid", "suid", "sgid", "fsuid", "fsgid"), 0)
+    creds = {**ids, "secbits": 0, "cap_inh": [0, 0], "cap_prm": [0, 0], "cap_eff": [0, 0], "cap_bnd": [0, 0]}
+    thread = {"futex_rla": 0, "futex_rla_len": 0, "creds": creds}  # ferry refuses a live task without creds
+    return crit_encode({"magic": "CORE", "entries": [{"mtype": "X86_64", "tc": tc, "thread_core": thread}]})
 
 
 def pstree(*procs: tuple[int, int]) -> bytes:
@@ -103,7 +118,7 @@ def store(tmp_path: Path, forge: Forge, *, sidecar: bool = True) -> str:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_bytes(data)
     if sidecar:
-        report = verify(io.BytesIO(data))
+        report = verify(io.BytesIO(data), ctx=RebuildContext(policy=RestorePolicy(unconfined=True)))
         assert report.manifest is not None
         record = Sidecar(path.name, len(data), report.archive_sha256, report.compression, report.manifest)
         path.with_name(path.name + SIDECAR_SUFFIX).write_bytes(signed_sidecar(record.to_json()))
@@ -227,9 +242,10 @@ def test_a_hostile_rootfs_diff_or_deleted_list_hides_only_itself(tmp_path: Path,
 
 def test_a_garbled_core_image_leaves_the_process_unnamed(tmp_path: Path, images: dict[str, bytes]) -> None:
     garbled = {**images, "checkpoint/core-7.img": b"not a criu image"}
-    data = inspect_archive(store(tmp_path, forge(garbled)), runtime=FakePodman())
+    data = inspect_archive(store(tmp_path, forge(garbled), sidecar=False), runtime=FakePodman())
     assert [(p["pid"], p["comm"]) for p in data["processes"]] == [(1, "sh"), (7, "")]
     assert any("core-7.img" in note for note in data["notes"])
+    assert data["verified"] is False  # verify refuses a core image it cannot read
 
 
 def test_without_crit_the_processes_are_missing_with_the_fix(
