@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import zstandard
 
-from ferry.errors import ContainerStateError, RestoreError
+from ferry.errors import ContainerStateError
 from flows.restore import restore
 from flows.snapshot import snapshot
 from storage.store import ArchiveStore
@@ -81,12 +81,6 @@ def test_a_named_volume_travels_to_another_host(
     check_volume_restored(other_host, counted)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RestoreError,
-    reason="config.dump still names the source's runroot (conmon pid file) until it is rebuilt for the "
-    "restoring host (issue 10 item 4); remove this mark when that lands",
-)
 def test_a_named_volume_travels_when_the_source_container_and_volume_are_gone(
     host: Host, other_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
