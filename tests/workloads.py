@@ -80,6 +80,7 @@ def gone(host: Host) -> Iterator[None]:
     try:
         assert not host.base.exists()
         yield
+        assert not host.base.exists(), f"the restore created the source host's paths ({host.base})"
     finally:
         shutil.rmtree(host.base, ignore_errors=True)  # whatever a wrong restore may have created
         away.rename(host.base)
