@@ -203,15 +203,20 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_doctor(args: argparse.Namespace) -> int:
     from ferry.doctor import run_checks
 
-    failed = 0
+    labels = {"ok": "ok  ", "fail": "FAIL", "warn": "WARN", "info": "info"}
+    failed = warned = 0
     for check in run_checks():
-        print(f"{'ok  ' if check.ok else 'FAIL'} {check.name}: {check.detail}")
-        if not check.ok:
-            failed += 1
+        print(f"{labels[check.status]} {check.name}: {check.detail}")
+        if check.status in ("fail", "warn") and check.fix:
             print("     fix: " + check.fix.replace("\n", "\n          "))
+        failed += check.status == "fail"
+        warned += check.status == "warn"
     if failed:
         print(f"\n{failed} check(s) failed: this host cannot checkpoint/restore yet.", file=sys.stderr)
         return EXIT_FAILURE
+    if warned:
+        print(f"\nThis host can checkpoint and restore containers, with {warned} warning(s) above.")
+        return 0
     print("\nThis host can checkpoint and restore containers.")
     return 0
 

@@ -18,7 +18,8 @@ so the cause stays in the traceback but never in place of the message.
     └── ArchiveError                      the archive cannot be trusted or read
         ├── IntegrityError                sizes or sha256 do not match the manifest
         ├── UnsafeArchiveError            would write outside the container root, device nodes...
-        └── UnsupportedArchiveError       not a checkpoint archive, newer format, no manifest
+        ├── UnsupportedArchiveError       not a checkpoint archive, newer format, no manifest
+        └── MalformedMemberError(Unsafe…, Unsupported…)   a JSON member that does not parse
 """
 
 from __future__ import annotations
@@ -100,3 +101,7 @@ class UnsafeArchiveError(ArchiveError):
 
 class UnsupportedArchiveError(ArchiveError):
     pass
+
+
+class MalformedMemberError(UnsafeArchiveError, UnsupportedArchiveError):
+    """A member that cannot be parsed at all (not JSON, not UTF-8): unreadable and untrusted."""

@@ -17,7 +17,6 @@ archive is to see what it is. Whatever could not be read is listed under ``notes
 
 from __future__ import annotations
 
-import json
 import queue
 import re
 import subprocess
@@ -31,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from ferry.archive import members as m
+from ferry.archive import safejson
 from ferry.archive.compression import decompressing
 from ferry.archive.manifest import Manifest, Sidecar
 from ferry.archive.policy import confined, parse_deleted_files
@@ -295,10 +295,7 @@ def _small(data: Readable, name: str, limit: int = SMALL_MEMBER_LIMIT) -> bytes:
 
 
 def _json_object(raw: bytes, name: str) -> dict[str, Any]:
-    try:
-        value = json.loads(raw.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UnsupportedArchiveError(f"{name} is not valid JSON: {exc}.") from exc
+    value = safejson.loads(raw, what=name, max_bytes=4 << 20, max_depth=32)
     if not isinstance(value, dict):
         raise UnsupportedArchiveError(f"{name} is not a JSON object.")
     return value

@@ -13,14 +13,17 @@ import json
 import os
 import platform
 import re
+import resource
 import shlex
 import subprocess
+import sys
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferry import criu_probe as _probe
 from ferry.archive.manifest import Source
 from ferry.errors import (
     CheckpointError,
@@ -293,6 +296,62 @@ class Podman:
             error=RestoreError,
         )
 
+    # -- this host's own settings (what a restore is rebuilt for) -----------------------------
+
+    def store_info(self) -> tuple[str, str, str]:
+        """(volume path, cgroup manager, OCI runtime name) of this host's Podman."""
+        info = self._json(["info", "--format", "json"], what="read podman info")
+        store, host = info.get("store") or {}, info.get("host") or {}
+        runtime = (host.get("ociRuntime") or {}).get("name") or ""
+        return str(store.get("volumePath") or ""), str(host.get("cgroupManager") or ""), str(runtime)
+
+    def reference_spec(self, workdir: Path) -> dict[str, Any]:
+        """The OCI spec this host's Podman generates for a plain container: its default
+        capabilities, seccomp and AppArmor profiles, masked paths and device rules. A throwaway
+        container on an empty root file-system (one empty executable) is created and initialised,
+        never started, and removed again."""
+        root = workdir / "reference-root"
+        root.mkdir(parents=True, exist_ok=True)
+        (root / "x").touch(mode=0o755)
+        name = f"ferry-reference-{os.urandom(6).hex()}"
+        # Small limits within any host's hard limits (runc refuses to raise one); unused anyway.
+        limits = [f"{kind}={_small_limit(rl)}:{_small_limit(rl)}" for kind, rl in _REFERENCE_LIMITS]
+        what = "learn this host's default container settings (a throwaway reference container)"
+        try:
+            self._run(
+                [
+                    "container",
+                    "create",
+                    "--name",
+                    name,
+                    "--network",
+                    "none",
+                    "--ulimit",
+                    limits[0],
+                    "--ulimit",
+                    limits[1],
+                    "--rootfs",  # a flag: the first argument is then the root directory, not an image
+                    str(root),
+                    "/x",
+                ],
+                what=what,
+                error=RestoreError,
+            )
+            self._run(["container", "init", name], what=what, error=RestoreError)
+            path = self._run(
+                ["container", "inspect", "--format", "{{.OCIConfigPath}}", name], what=what, error=RestoreError
+            ).stdout.strip()
+            try:
+                spec = json.loads(Path(path).read_text())
+            except (OSError, json.JSONDecodeError) as exc:
+                raise RestoreError(f"Cannot {what}: cannot read {path}: {exc}.") from exc
+        finally:
+            with contextlib.suppress(RuntimeCommandError):
+                self._run(["container", "rm", "--force", name], what=f"remove the reference container {name}")
+        if not isinstance(spec, dict):
+            raise RestoreError(f"Cannot {what}: {path} holds no OCI spec.")
+        return spec
+
     # -- versions / health ------------------------------------------------------------------
 
     def source(self) -> Source:
@@ -307,6 +366,14 @@ class Podman:
             podman=str(info.get("version", {}).get("Version", "")),
             runtime=" ".join([runtime.get("name", ""), *runtime_version]).strip(),
         )
+
+
+_REFERENCE_LIMITS = (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC))
+
+
+def _small_limit(kind: int) -> int:
+    hard = resource.getrlimit(kind)[1]
+    return 1024 if hard == resource.RLIM_INFINITY else min(1024, hard)
 
 
 def _is_frozen(knob: Path) -> bool:
@@ -346,6 +413,47 @@ def criu_version() -> str:
         return ""
     match = re.search(r"Version:\s*(\S+)", proc.stdout)
     return match.group(1) if match else ""
+
+
+def run_tool(argv: list[str], timeout: float = 60) -> tuple[int, str]:
+    """Run a host tool for a health check (``ferry doctor``): (exit status, stdout+stderr).
+    A missing program is status 127 and a timeout 124; neither raises."""
+    try:
+        proc = subprocess.run(argv, capture_output=True, text=True, timeout=timeout, check=False)
+    except FileNotFoundError as exc:
+        return 127, str(exc)
+    except subprocess.TimeoutExpired:
+        return 124, f"`{' '.join(argv)}` did not finish within {timeout} s"
+    return proc.returncode, (proc.stdout + proc.stderr).strip()
+
+
+def criu_feature(feature: str) -> tuple[bool, str]:
+    """``criu check --feature FEATURE`` (e.g. mem_dirty_track); returns (present, output)."""
+    code, out = run_tool(["criu", "check", "--feature", feature])
+    return code == 0, out
+
+
+PROBE_TIMEOUT = 180
+
+
+def criu_probe(user: str = "root", criu: str = "criu") -> _probe.ProbeResult:
+    """Really dump and restore a throwaway process (listening socket, established connection,
+    file lock) run as ``user`` with ``criu``: ferry/criu_probe.py, the same program
+    scripts/provision-criu runs, started here as a subprocess of this interpreter."""
+    argv = [sys.executable, _probe.__file__, "--json", "--criu", criu, "--user", user]
+    code, out = run_tool(argv, timeout=PROBE_TIMEOUT)
+    try:
+        line = next(line for line in reversed(out.splitlines()) if line.startswith("{"))
+        return _probe.ProbeResult(**json.loads(line))
+    except (StopIteration, json.JSONDecodeError, TypeError) as exc:
+        return _probe.ProbeResult(
+            ok=False,
+            stage="start",
+            criu=criu,
+            user=user,
+            detail=f"the probe printed no result ({exc})",
+            errors=out.splitlines()[-6:] or [f"exit status {code}"],
+        )
 
 
 # -- CRIU image tools (ferry inspect) -------------------------------------------------------------

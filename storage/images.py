@@ -18,6 +18,7 @@ import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from ferry.archive import safejson
 from ferry.errors import IntegrityError, UnsupportedArchiveError, UsageError
 from storage.store import CHUNK, ArchiveStore, _translated, _unstrip
 
@@ -40,7 +41,7 @@ class ImageRecord:
     @classmethod
     def from_json(cls, data: bytes) -> ImageRecord:
         try:
-            raw = json.loads(data)
+            raw = safejson.loads(data, what="The image record in the store", max_bytes=1 << 20, max_depth=4)
             return cls(str(raw["image_id"]), str(raw["image_name"]), int(raw["size"]), str(raw["sha256"]))
         except (ValueError, TypeError, KeyError) as exc:
             raise UnsupportedArchiveError(f"The image record in the store is malformed: {exc}.") from exc

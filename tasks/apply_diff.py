@@ -16,9 +16,10 @@ from pathlib import Path
 
 from prefect import task
 
-from ferry import keys
+from ferry import keys, restore_policy
 from ferry.archive.envelope import open_plain
 from ferry.archive.reader import Report, rewrite
+from ferry.archive.rebuild_context import HostFacts, RebuildContext
 from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
 from ferry.runtime import Podman
 from tasks.verify import Verified
@@ -57,6 +58,12 @@ class ImageLinkCheck:
             self._safe.add(prefix)
 
 
+def host_facts(runtime: Podman, staging: Path) -> HostFacts:
+    """What this host's Podman would configure itself: the yardstick for the archive's config."""
+    volume_path, cgroup_manager, oci_runtime = runtime.store_info()
+    return HostFacts(volume_path, cgroup_manager, oci_runtime, runtime.reference_spec(staging))
+
+
 def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | None = None) -> Prepared:
     runtime = runtime or Podman()
     report = verified.report
@@ -72,12 +79,14 @@ def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | No
             "is not on this host, and Podman needs the very same image id to restore. Copy it "
             "from the source host (`podman save IMAGE | podman load`) and run the restore again."
         )
-    out = verified.fetched.path.parent / "podman-import.tar"
+    staging = verified.fetched.path.parent
+    out = staging / "podman-import.tar"
+    ctx = RebuildContext(policy=restore_policy.load(), host=host_facts(runtime, staging))
     with runtime.image_mounted(report.image_id) as image_root:
         check = ImageLinkCheck(image_root)
         with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
             opened = open_plain(src, verified.fetched.sidecar, keys.encryption_key())
-            rewrite(opened.plain, sink, expected=report, check_diff_path=check)
+            rewrite(opened.plain, sink, expected=report, check_diff_path=check, ctx=ctx)
     return Prepared(out, name, report)
 
 

@@ -6,11 +6,12 @@ from dataclasses import dataclass
 
 from prefect import task
 
-from ferry import keys
+from ferry import keys, restore_policy
 from ferry.archive.envelope import open_plain
 from ferry.archive.manifest import Sidecar
 from ferry.archive.reader import Report
 from ferry.archive.reader import verify as verify_stream
+from ferry.archive.rebuild_context import RebuildContext
 from ferry.archive.signing import check as check_signature
 from ferry.archive.streams import Readable
 from ferry.faults import maybe_fail
@@ -27,7 +28,8 @@ def verify_source(source: Readable, sidecar: Sidecar | None, allow_unverified: b
     """Signature, envelope (decryption), every member and path: the whole check of one archive."""
     check_signature(sidecar, keys.signing_key())
     opened = open_plain(source, sidecar, keys.encryption_key())
-    report = verify_stream(opened.plain, sidecar=opened.sidecar, require_manifest=not allow_unverified)
+    ctx = RebuildContext(policy=restore_policy.load())
+    report = verify_stream(opened.plain, sidecar=opened.sidecar, require_manifest=not allow_unverified, ctx=ctx)
     opened.check_stored()
     return report
 

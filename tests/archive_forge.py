@@ -11,16 +11,38 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
 
 import zstandard
 
 from ferry.archive.compression import compressing
 
+#: config.dump and spec.dump of a real Podman 4.3.1 export (busybox loop, one named volume).
+REAL_DUMPS = Path(__file__).parent / "data" / "podman-4.3.1"
+
+
+def real_config(**changes: object) -> dict[str, Any]:
+    """The real config.dump as an honest container named "app" of image "img" ("f" * 64), no volume."""
+    config: dict[str, Any] = json.loads((REAL_DUMPS / "config.dump").read_text())
+    config.update(name="app", rootfsImageID="f" * 64, rootfsImageName="img")
+    config.pop("namedVolumes", None)
+    config.pop("userVolumes", None)
+    config.update(changes)
+    return config
+
+
+def real_spec() -> dict[str, Any]:
+    spec: dict[str, Any] = json.loads((REAL_DUMPS / "spec.dump").read_text())
+    spec["mounts"] = [m for m in spec["mounts"] if m["destination"] != "/vol"]
+    return spec
+
+
 MIN_MEMBERS = {
     "checkpoint/inventory.img": b"inventory",
     "checkpoint/pages-1.img": b"\x00" * 4096,
-    "config.dump": json.dumps({"name": "app", "rootfsImageID": "f" * 64, "rootfsImageName": "img"}).encode(),
-    "spec.dump": b"{}",
+    "config.dump": json.dumps(real_config()).encode(),
+    "spec.dump": json.dumps(real_spec()).encode(),
 }
 
 

@@ -6,7 +6,6 @@ from __future__ import annotations
 import itertools
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -33,10 +32,15 @@ def real_criu() -> None:
     _require(os.geteuid() == 0, "root")
     _require(shutil.which("podman") is not None, "podman")
     _require(shutil.which("runc") is not None, "runc")
-    proc = subprocess.run(["criu", "check"], capture_output=True, text=True, check=False)
+    from ferry.runtime import criu_probe
+
+    # ferry's real probe, not `criu check` (which CRIU 4.1 passes on Linux 6.16+ while it cannot
+    # dump a process holding a TCP socket): dump and restore a process with sockets and a lock.
+    probe = criu_probe()
     _require(
-        proc.returncode == 0,
-        f"a CRIU that passes `criu check` first on PATH (got: {proc.stderr.strip()[-200:]})",
+        probe.ok,
+        f"a CRIU that passes ferry's probe first on PATH (criu {probe.version or '?'}: {probe.stage}: "
+        f"{probe.detail} [{probe.kind or 'unrecognised'}] {' | '.join(probe.errors[-4:])})",
     )
 
 

@@ -11,7 +11,8 @@ import json
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from ferry.errors import UnsupportedArchiveError
+from ferry.archive import safejson
+from ferry.errors import MalformedMemberError, UnsafeArchiveError, UnsupportedArchiveError
 
 FORMAT = "ferry-checkpoint"
 VERSION = 1
@@ -60,9 +61,11 @@ class Manifest:
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
         try:
-            raw = json.loads(data.decode("utf-8"))
+            raw = safejson.loads(data, what="The ferry manifest", max_bytes=64 << 20, max_depth=8)
             return cls.from_dict(raw)
-        except UnsupportedArchiveError:
+        except MalformedMemberError as exc:
+            raise UnsupportedArchiveError(f"{exc} It is malformed.") from exc
+        except (UnsupportedArchiveError, UnsafeArchiveError):
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise UnsupportedArchiveError(f"The ferry manifest is malformed: {exc}.") from exc
@@ -112,7 +115,7 @@ class Sidecar:
     @classmethod
     def from_json(cls, data: bytes) -> Sidecar:
         try:
-            raw = json.loads(data.decode("utf-8"))
+            raw = safejson.loads(data, what="The archive's sidecar", max_bytes=64 << 20, max_depth=8)
             return cls(
                 archive=str(raw["archive"]),
                 size=int(raw["size"]),
@@ -124,7 +127,9 @@ class Sidecar:
                 plain_size=int(raw.get("plain_size", 0)),
                 plain_sha256=str(raw.get("plain_sha256", "")),
             )
-        except UnsupportedArchiveError:
+        except MalformedMemberError as exc:
+            raise UnsupportedArchiveError(f"{exc} It is malformed.") from exc
+        except (UnsupportedArchiveError, UnsafeArchiveError):
             raise
         except (ValueError, TypeError, KeyError, AttributeError) as exc:
             raise UnsupportedArchiveError(f"The archive's sidecar manifest is malformed: {exc}.") from exc

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 CHECKPOINT_DIR = "checkpoint"
 INVENTORY = "checkpoint/inventory.img"
+DESCRIPTORS = "checkpoint/descriptors.json"
 CONFIG_DUMP = "config.dump"
 SPEC_DUMP = "spec.dump"
 NETWORK_STATUS = "network.status"
@@ -21,6 +22,9 @@ ARTIFACTS_DIR = "artifacts"
 
 #: ferry's own member; written last so its hashes cover every member before it.
 MANIFEST = "ferry-manifest.json"
+
+#: JSON members Podman, runc or CRIU act on: rebuilt by ferry before a restore.
+REBUILT_JSON = (CONFIG_DUMP, SPEC_DUMP, NETWORK_STATUS, DESCRIPTORS)
 
 #: Members Podman needs to restore at all.
 REQUIRED = (INVENTORY, CONFIG_DUMP, SPEC_DUMP)

@@ -18,11 +18,11 @@ against the image's own links.
 
 from __future__ import annotations
 
-import json
 import posixpath
 import stat
 import tarfile
 
+from ferry.archive import safejson
 from ferry.errors import UnsafeArchiveError
 
 SETID = stat.S_ISUID | stat.S_ISGID
@@ -53,10 +53,7 @@ def container_path(entry: object, *, where: str) -> str:
 def parse_deleted_files(data: bytes) -> list[str]:
     """Parse and check ``deleted.files``; returns paths relative to the container root."""
     where = "deleted.files"
-    try:
-        entries = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UnsafeArchiveError(f"{where} is not valid JSON: {exc}.") from exc
+    entries = safejson.loads(data, what=where, max_bytes=64 << 20, max_depth=2)
     if not isinstance(entries, list):
         raise UnsafeArchiveError(f"{where} must be a JSON list of paths, not {type(entries).__name__}.")
     return [container_path(e, where=where) for e in entries]

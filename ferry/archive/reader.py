@@ -30,6 +30,8 @@ from ferry.archive.policy import (
     confined,
     parse_deleted_files,
 )
+from ferry.archive.rebuild import MAX_JSON_BYTES, rebuild
+from ferry.archive.rebuild_context import RebuildContext
 from ferry.archive.streams import HashingReader, Readable, drain
 from ferry.errors import (
     ArchiveError,
@@ -61,6 +63,30 @@ class Report:
     name: str = ""
     image_id: str = ""
     image_name: str = ""
+    #: Named volumes the archive carries, checked against config.dump.
+    volumes: frozenset[str] = frozenset()
+
+
+#: Members the rewrite hands to Podman as they are (after their own checks); anything else an
+#: archive holds (stats-dump, artifacts/, unknown names) is left out: Podman does not need it.
+_PASSED = frozenset({m.ROOTFS_DIFF, m.DELETED_FILES, m.DEVSHM, m.CTR_LOG})
+
+
+def _passed_to_podman(name: str) -> bool:
+    if name in _PASSED:
+        return True
+    if name.startswith(m.CHECKPOINT_DIR + "/"):
+        return True
+    return name.startswith(m.VOLUMES_DIR + "/") and name.endswith(".tar")
+
+
+@dataclass
+class _Pending:
+    """What the walk holds back until the end: the JSON members to rebuild, the manifest."""
+
+    json: dict[str, bytes] = field(default_factory=dict)
+    manifest: bytes | None = None
+    volume_tars: set[str] = field(default_factory=set)
 
 
 def expansion_limit(sidecar: Sidecar | None) -> int:
@@ -73,9 +99,15 @@ def expansion_limit(sidecar: Sidecar | None) -> int:
     return sum(d.size + TAR_OVERHEAD_PER_MEMBER for d in members) + (1 << 20) * (len(members) + 4)
 
 
-def verify(source: Readable, *, sidecar: Sidecar | None = None, require_manifest: bool = True) -> Report:
+def verify(
+    source: Readable,
+    *,
+    sidecar: Sidecar | None = None,
+    require_manifest: bool = True,
+    ctx: RebuildContext | None = None,
+) -> Report:
     """Check every member of the archive in ``source``; nothing is written anywhere."""
-    return _walk(source, sidecar=sidecar, require_manifest=require_manifest, sink=None)
+    return _walk(source, sidecar=sidecar, require_manifest=require_manifest, sink=None, ctx=ctx or RebuildContext())
 
 
 def rewrite(
@@ -84,12 +116,14 @@ def rewrite(
     *,
     expected: Report,
     check_diff_path: Callable[[str], None] | None = None,
+    ctx: RebuildContext | None = None,
 ) -> Report:
     """Write a canonical, uncompressed copy of a verified archive for Podman to import.
 
-    The rootfs diff and deleted.files are rebuilt from the checked entries, so Podman never
-    parses bytes that ferry did not itself write. Hashes are checked again on the way: the
-    staged file cannot change between verify and rewrite unnoticed.
+    The rootfs diff, deleted.files, config.dump, spec.dump, network.status and descriptors are
+    rebuilt from checked entries and fields (for the host described by ``ctx``); members Podman
+    does not need are left out. Hashes are checked again on the way: the staged file cannot
+    change between verify and rewrite unnoticed.
     """
     report = _walk(
         source,
@@ -97,6 +131,7 @@ def rewrite(
         require_manifest=expected.manifest is not None,
         sink=sink,
         check_diff_path=check_diff_path,
+        ctx=ctx or RebuildContext(),
     )
     if report.members != expected.members:
         raise IntegrityError("The archive changed between verification and restore; refusing it.")
@@ -109,6 +144,7 @@ def _walk(
     sidecar: Sidecar | None,
     require_manifest: bool,
     sink: BinaryIO | None,
+    ctx: RebuildContext,
     check_diff_path: Callable[[str], None] | None = None,
 ) -> Report:
     outer = HashingReader(_FullReads(source))
@@ -118,7 +154,7 @@ def _walk(
             bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive", digest=False)
             out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink else None
             try:
-                _members(bounded, report, out, check_diff_path)
+                _members(bounded, report, out, check_diff_path, ctx)
             finally:
                 if out is not None:
                     out.close()
@@ -178,9 +214,11 @@ def _members(
     report: Report,
     out: tarfile.TarFile | None,
     check_diff_path: Callable[[str], None] | None,
+    ctx: RebuildContext,
 ) -> None:
     tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
     seen: set[str] = set()
+    pending = _Pending()
     for info in tar:
         name = check_outer_member(info)
         if name in seen:
@@ -189,14 +227,14 @@ def _members(
         if report.manifest is not None:
             raise UnsafeArchiveError(f"Member {name!r} comes after the manifest; refusing it.")
         if info.isdir():
-            if out is not None and name:
+            if out is not None and name in (m.CHECKPOINT_DIR, m.VOLUMES_DIR):
                 out.addfile(_clean_info(info, name))
             continue
         data = tar.extractfile(info)
         if data is None:  # a regular file always has data; anything else was refused above
             raise UnsafeArchiveError(f"Member {name!r} has no data.")
         reader = HashingReader(data, what=f"member {name}")
-        payload = _member_payload(info, name, reader, report, out, check_diff_path)
+        payload = _member_payload(info, name, reader, report, out, check_diff_path, pending)
         drain(reader)
         if reader.size != info.size:
             raise IntegrityError(f"Member {name!r} is shorter than its tar header says.")
@@ -206,6 +244,16 @@ def _members(
             _copy_member(out, info, name, payload)
     for path in report.deleted:  # after the loop: deleted.files may come before the diff
         check_deleted_below_links(path, report.diff_symlinks)
+    if m.CONFIG_DUMP not in pending.json or m.SPEC_DUMP not in pending.json:
+        return  # _check_complete names what is missing
+    rebuilt = rebuild(pending.json, ctx, frozenset(pending.volume_tars))
+    report.name, report.image_id, report.image_name = rebuilt.name, rebuilt.image_id, rebuilt.image_name
+    report.volumes = rebuilt.volumes
+    if out is not None:
+        for member, data in [*rebuilt.members.items(), *([(m.MANIFEST, pending.manifest)] if pending.manifest else [])]:
+            clean = tarfile.TarInfo(member)
+            clean.size, clean.mode = len(data), 0o600
+            out.addfile(clean, io.BytesIO(data))
 
 
 def _member_payload(
@@ -215,11 +263,18 @@ def _member_payload(
     report: Report,
     out: tarfile.TarFile | None,
     check_diff_path: Callable[[str], None] | None,
+    pending: _Pending,
 ) -> BinaryIO | None:
     """Inspect one member; return what the rewrite should write for it (None: skip)."""
     if name == m.MANIFEST:
         report.manifest = Manifest.from_json(_read_small(reader, name))
-        return io.BytesIO(report.manifest.to_json()) if out is not None else None
+        pending.manifest = report.manifest.to_json()
+        return None
+    if name in m.REBUILT_JSON:
+        pending.json[name] = _read_small(reader, name, limit=MAX_JSON_BYTES)
+        return None
+    if name.startswith(m.VOLUMES_DIR + "/"):
+        pending.volume_tars.add(name.removeprefix(m.VOLUMES_DIR + "/").removesuffix(".tar"))
     if name == m.DELETED_FILES:
         report.deleted = parse_deleted_files(_read_small(reader, name))
         for path in report.deleted:
@@ -227,13 +282,9 @@ def _member_payload(
                 check_diff_path(path)
         canonical = json.dumps(["/" + p for p in report.deleted]).encode()
         return io.BytesIO(canonical) if out is not None else None
-    if name == m.CONFIG_DUMP:
-        data = _read_small(reader, name)
-        _read_config(data, report)
-        return io.BytesIO(data) if out is not None else None
     if name == m.ROOTFS_DIFF:
         return _scan_diff(reader, report, rebuild=out is not None, check_diff_path=check_diff_path)
-    if out is not None:
+    if out is not None and _passed_to_podman(name):
         # Straight across: the output is only used once the whole archive has passed, and a
         # short member makes addfile fail.
         clean = _clean_info(info, name)
@@ -282,22 +333,10 @@ def _entries(tar: tarfile.TarFile) -> Iterator[tarfile.TarInfo]:
         raise
 
 
-def _read_config(data: bytes, report: Report) -> None:
-    try:
-        config = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise UnsupportedArchiveError(f"config.dump is not valid JSON: {exc}.") from exc
-    if not isinstance(config, dict):
-        raise UnsupportedArchiveError("config.dump is not a JSON object.")
-    report.name = str(config.get("name", ""))
-    report.image_id = str(config.get("rootfsImageID", ""))
-    report.image_name = str(config.get("rootfsImageName", ""))
-
-
-def _read_small(reader: HashingReader, name: str) -> bytes:
-    data = reader.read(SMALL_MEMBER_LIMIT + 1)
-    if len(data) > SMALL_MEMBER_LIMIT:
-        raise UnsafeArchiveError(f"Member {name!r} is larger than {SMALL_MEMBER_LIMIT} bytes.")
+def _read_small(reader: HashingReader, name: str, limit: int = SMALL_MEMBER_LIMIT) -> bytes:
+    data = reader.read(limit + 1)
+    if len(data) > limit:
+        raise UnsafeArchiveError(f"Member {name!r} is larger than {limit} bytes; refusing the archive.")
     return data
 
 

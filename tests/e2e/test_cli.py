@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
 import sys
 from pathlib import Path
@@ -78,26 +77,3 @@ def test_failures_exit_nonzero_with_an_operator_message(host: Host, cli_env: dic
     bad_url = ferry(cli_env, "ls", "nosuchproto://x")
     assert bad_url.returncode == 2
     assert "nosuchproto" in bad_url.stderr
-
-
-def test_doctor_explains_the_vdso_problem_with_the_distro_criu(tmp_path: Path) -> None:
-    distro = Path("/usr/sbin/criu")
-    assert distro.exists(), "Debian's criu package must be installed for this test (.ci/run does)"
-    version = subprocess.run([str(distro), "--version"], capture_output=True, text=True, check=False)
-    assert "Version: 3." in version.stdout, "this test is about Debian 12's CRIU 3.x on a new kernel"
-    bindir = tmp_path / "bin"
-    bindir.mkdir()
-    (bindir / "criu").symlink_to(distro)
-    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}")
-
-    doctor = ferry(env, "doctor")
-
-    assert doctor.returncode == 1
-    assert "FAIL criu" in doctor.stdout
-    assert "vDSO" in doctor.stdout and "provision-criu" in doctor.stdout
-
-
-def test_doctor_passes_with_the_provisioned_criu(host: Host) -> None:
-    doctor = ferry(dict(os.environ, FERRY_PODMAN=host.env_value), "doctor")
-    assert doctor.returncode == 0, doctor.stdout + doctor.stderr
-    assert "ok   criu" in doctor.stdout

@@ -21,7 +21,7 @@ from ferry.inspection import inspect_archive
 from ferry.inspection_view import format_inspection
 from ferry.runtime import Podman
 from storage.store import SIDECAR_SUFFIX
-from tests.archive_forge import MIN_MEMBERS, Entry, Forge
+from tests.archive_forge import MIN_MEMBERS, Entry, Forge, real_config, real_spec
 
 DIFF = [
     Entry("data", type=tarfile.DIRTYPE, mode=0o755),
@@ -30,7 +30,9 @@ DIFF = [
     Entry("data/hard", type=tarfile.LNKTYPE, linkname="data/log"),
 ]
 ARGS = ["sh", "-c", "echo hi; sleep 1000"]
-CONFIG = {"name": "app", "id": "a" * 64, "rootfsImageID": "f" * 64, "rootfsImageName": "img", "runtime": "runc"}
+CONFIG = real_config(id="a" * 64, runtime="runc")
+SPEC = real_spec()
+SPEC["process"]["args"] = ARGS
 
 
 def crit_encode(image: dict[str, Any]) -> bytes:
@@ -61,7 +63,7 @@ def images() -> dict[str, bytes]:
         "checkpoint/pages-1.img": b"\x00" * 8192,
         "checkpoint/pages-2.img": b"\x01" * 4096,
         "config.dump": json.dumps(CONFIG).encode(),
-        "spec.dump": json.dumps({"process": {"args": ARGS}}).encode(),
+        "spec.dump": json.dumps(SPEC).encode(),
     }
 
 
