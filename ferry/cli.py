@@ -41,6 +41,25 @@ def _parser() -> argparse.ArgumentParser:
     )
     s.add_argument("--compress", choices=("zstd", "gzip", "none"), default="zstd")
     s.add_argument("--with-image", action="store_true", help="also store the image (once per image id)")
+    s.add_argument(
+        "--tcp-established",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="dump established TCP connections (default: on; with --no-tcp-established a container "
+        "with an open connection fails to checkpoint)",
+    )
+    s.add_argument(
+        "--file-locks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="dump file locks (default: on; with --no-file-locks a container holding a lock fails to checkpoint)",
+    )
+    s.add_argument(
+        "--allow-bind-mounts",
+        action="store_true",
+        help="snapshot a container that bind-mounts host paths; their content is NOT in the archive and "
+        "the restoring host must provide the same paths (default: refuse, before anything stops)",
+    )
 
     r = sub.add_parser("restore", help="restore a container from an archive URL")
     r.add_argument("archive", metavar="URL", help="the archive's URL; with --latest, the store's URL")
@@ -50,6 +69,54 @@ def _parser() -> argparse.ArgumentParser:
         "--allow-unverified",
         action="store_true",
         help="accept an archive without a ferry manifest (a Podman export); paths are still checked",
+    )
+    r.add_argument(
+        "--tcp-established",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="restore established TCP connections as they were (default: off; for a restore that replaces "
+        "the original, as a migration does)",
+    )
+    r.add_argument(
+        "--tcp-close",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="restore established TCP connections closed; the server keeps running and its clients "
+        "reconnect (default: on, unless --tcp-established)",
+    )
+    r.add_argument(
+        "--file-locks",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="restore file locks (default: on)",
+    )
+    r.add_argument(
+        "--ignore-static-ip",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let the network assign a fresh IP rather than claim the archived one (default: on; "
+        "--no-ignore-static-ip keeps it)",
+    )
+    r.add_argument(
+        "--ignore-static-mac",
+        action=argparse.BooleanOptionalAction,
+        default=True,
+        help="let the network assign a fresh MAC address rather than claim the archived one (default: on)",
+    )
+    r.add_argument(
+        "--publish",
+        "-p",
+        action="append",
+        default=[],
+        metavar="[[IP:][HOSTPORT]:]PORT[/PROTO]",
+        help="publish a port instead of the archived ones, Podman's syntax (repeatable)",
+    )
+    r.add_argument(
+        "--timeout",
+        type=int,
+        default=None,
+        metavar="SECONDS",
+        help="give up on the CRIU restore after this long and remove what it left (default: 600)",
     )
 
     ls = sub.add_parser("ls", help="list the complete archives in a store, newest first")
@@ -91,7 +158,14 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
     from flows.snapshot import snapshot
 
     result = snapshot(
-        args.container, args.to, leave_running=args.leave_running, compress=args.compress, with_image=args.with_image
+        args.container,
+        args.to,
+        leave_running=args.leave_running,
+        compress=args.compress,
+        with_image=args.with_image,
+        tcp_established=args.tcp_established,
+        file_locks=args.file_locks,
+        allow_bind_mounts=args.allow_bind_mounts,
     )
     print(
         f"snapshot of {result.container} ({result.mode}): {result.archive_bytes} bytes, "
@@ -103,9 +177,28 @@ def cmd_snapshot(args: argparse.Namespace) -> int:
 
 
 def cmd_restore(args: argparse.Namespace) -> int:
+    from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, restore_options
     from flows.restore import restore
 
-    result = restore(args.archive, name=args.name, latest=args.latest, allow_unverified=args.allow_unverified)
+    network = {
+        "tcp_established": args.tcp_established,
+        "tcp_close": args.tcp_close,
+        "file_locks": args.file_locks,
+        "ignore_static_ip": args.ignore_static_ip,
+        "ignore_static_mac": args.ignore_static_mac,
+        "publish": args.publish,
+    }
+    restore_options("restore", **network)  # a usage error before any flow run starts
+    if args.timeout is not None and args.timeout < 1:
+        raise UsageError(f"--timeout {args.timeout}: give a number of seconds, 1 or more.")
+    result = restore(
+        args.archive,
+        name=args.name,
+        latest=args.latest,
+        allow_unverified=args.allow_unverified,
+        timeout_seconds=args.timeout or DEFAULT_RESTORE_TIMEOUT_S,
+        **network,
+    )
     print(f"restored container {result.name} ({result.id[:12]}), {result.state}")
     return 0
 

@@ -15,14 +15,17 @@ import platform
 import re
 import resource
 import shlex
+import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ferry import cgroups
 from ferry import criu_probe as _probe
 from ferry.archive.manifest import Source
 from ferry.errors import (
@@ -33,10 +36,21 @@ from ferry.errors import (
     RuntimeCommandError,
     UnsupportedArchiveError,
 )
+from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, DumpOptions, RestoreOptions
 
 CGROUP_ROOT = Path("/sys/fs/cgroup")
 LOG_TAIL_LINES = 25
 _LOG_FILE_RE = re.compile(r"log file: ([^\s\"\\]+)")
+
+
+@dataclass(frozen=True)
+class Mount:
+    """One entry of ``podman inspect``'s Mounts: a named volume or a bind-mounted host path."""
+
+    type: str  # "volume" or "bind"
+    source: str
+    destination: str
+    name: str = ""  # the volume's name
 
 
 @dataclass(frozen=True)
@@ -49,6 +63,11 @@ class ContainerInfo:
     image_name: str
     static_dir: str
     checkpointed: bool = False
+    mounts: tuple[Mount, ...] = ()
+
+    @property
+    def bind_mounts(self) -> tuple[Mount, ...]:
+        return tuple(m for m in self.mounts if m.type == "bind")
 
 
 @dataclass(frozen=True)
@@ -144,6 +163,15 @@ class Podman:
             image_name=data.get("ImageName", ""),
             static_dir=data.get("StaticDir", ""),
             checkpointed=bool(data["State"].get("Checkpointed")),
+            mounts=tuple(
+                Mount(
+                    str(m.get("Type", "")),
+                    str(m.get("Source", "")),
+                    str(m.get("Destination", "")),
+                    str(m.get("Name", "")),
+                )
+                for m in data.get("Mounts") or ()
+            ),
         )
 
     def running_containers(self, label: str | None = None) -> list[str]:
@@ -205,6 +233,10 @@ class Podman:
     def tag_image(self, image: str, name: str) -> None:
         self._run(["image", "tag", image, name], what=f"tag image {image[:12]} as {name}")
 
+    def volume_exists(self, name: str) -> bool:
+        argv = [*self.prefix, "volume", "exists", name]
+        return subprocess.run(argv, capture_output=True, check=False, timeout=120).returncode == 0
+
     def remove(self, container: str, *, force: bool = False) -> None:
         args = ["container", "rm", *(["--force"] if force else []), container]
         self._run(args, what=f"remove container {container!r}")
@@ -251,11 +283,15 @@ class Podman:
 
     # -- checkpoint / restore ---------------------------------------------------------------
 
-    def checkpoint(self, info: ContainerInfo, export: Path, *, leave_running: bool) -> CheckpointStats:
+    def checkpoint(
+        self, info: ContainerInfo, export: Path, *, leave_running: bool, options: DumpOptions | None = None
+    ) -> CheckpointStats:
         """CRIU dump through Podman into an uncompressed Podman-layout tar, without rootfs.
 
         Stop mode keeps the checkpoint files next to the container, so a failed migration can
-        restore it right here (`podman container restore`)."""
+        restore it right here (`podman container restore`). Named volumes are exported with it
+        (``volumes/<name>.tar``)."""
+        options = options or DumpOptions()
         args = [
             "container",
             "checkpoint",
@@ -267,6 +303,7 @@ class Podman:
             "--print-stats",
         ]
         args += ["--leave-running"] if leave_running else ["--keep"]
+        args += options.podman_args()
         proc = self._run(
             [*args, info.id],
             what=f"checkpoint container {info.name!r}",
@@ -275,23 +312,106 @@ class Podman:
         )
         return _stats(proc.stdout, "runtime_checkpoint_duration", "podman_checkpoint_duration")
 
-    def restore_import(self, archive: Path, *, name: str | None) -> tuple[str, CheckpointStats]:
-        args = ["container", "restore", "--import", str(archive), "--print-stats"]
+    def restore_import(
+        self,
+        archive: Path,
+        *,
+        name: str | None,
+        options: RestoreOptions | None = None,
+        timeout: float = DEFAULT_RESTORE_TIMEOUT_S,
+        target: str = "",
+    ) -> tuple[str, CheckpointStats]:
+        """``podman container restore --import``. If it fails or does not finish within ``timeout``
+        seconds, whatever it left is removed before :class:`RestoreError` is raised: the
+        container it created (``target`` is the name it restores under) and every process in
+        that container's cgroup, also one a hung CRIU left running outside Podman's knowledge."""
+        options = options or RestoreOptions()
+        args = ["container", "restore", "--import", str(archive), "--print-stats", *options.podman_args()]
         if name:
             args += ["--name", name]
-        proc = self._run(
-            args,
-            what=f"restore {'container ' + repr(name) if name else 'the container'} from {archive.name}",
-            error=RestoreError,
+        label = f"container {name or target!r}" if name or target else "the container"
+        what = f"restore {label} from {archive.name}"
+        argv = [*self.prefix, *args]
+        watcher = _NewContainers(self._container_dirs())
+        with watcher:
+            returncode, stdout, stderr, timed_out = _run_bounded(argv, timeout, what)
+        if returncode == 0 and not timed_out:
+            stats = _stats(stdout, "runtime_restore_duration", "podman_restore_duration")
+            ids = [c.get("Id", "") for c in stats.raw.get("container_statistics") or []]
+            return (ids[0] if ids else ""), stats
+        log = _LOG_FILE_RE.search(stderr)
+        created = set(watcher.new) | set(_IDS_IN_PATH.findall(log.group(1) if log else ""))
+        if target:
+            with contextlib.suppress(RuntimeCommandError, KeyError, ValueError, json.JSONDecodeError):
+                created.add(self.inspect(target).id)
+        log_text = _read_log(log.group(1)) if log else ""  # before the cleanup removes the log
+        log_tail = _log_excerpt(log_text)
+        cleaned = self.clean_failed_restore(created - watcher.before, target)
+        head = f"Cannot {what}: podman did not finish within {timeout:g} s." if timed_out else f"Cannot {what}."
+        raise RestoreError(
+            "\n".join([head, *_restore_hints(stderr + log_text), cleaned]),
+            argv=argv,
+            stderr=stderr,
+            log_tail=log_tail,
         )
-        stats = _stats(proc.stdout, "runtime_restore_duration", "podman_restore_duration")
-        ids = [c.get("Id", "") for c in stats.raw.get("container_statistics") or []]
-        return (ids[0] if ids else ""), stats
+
+    def clean_failed_restore(self, container_ids: set[str], target: str = "") -> str:
+        """Kill every process of these (just created) containers and remove them; say what was done."""
+        killed: set[int] = set()
+        for cid in sorted(container_ids):
+            killed |= cgroups.kill_all(cgroups.container_cgroups(cid))
+            # Its conmon and runc end once CRIU is gone; if they do not, they go too.
+            deadline = time.monotonic() + 10
+            while (left := cgroups.processes_naming(cid)) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            for pid in left:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, signal.SIGKILL)
+            killed |= left
+        removed: list[str] = []
+        problems: list[str] = []
+        for ref in [*([target] if target else []), *sorted(container_ids)]:
+            for _ in range(3):
+                if not self.exists(ref):
+                    break
+                with contextlib.suppress(RuntimeCommandError):
+                    self._run(["container", "rm", "--force", "--time", "0", ref], what=f"remove container {ref!r}")
+                if not self.exists(ref):
+                    removed.append(repr(ref) if ref == target else f"id {ref[:12]}")
+                    break
+                time.sleep(1)
+            else:
+                problems.append(ref)
+        if problems:
+            return (
+                f"ferry could not remove what the failed restore left: {', '.join(problems)}; remove it with "
+                f"`podman rm -f {' '.join(problems)}`."
+            )
+        done = []
+        if removed:
+            done.append(f"removed the container it had created ({', '.join(removed)})")
+        if killed:
+            done.append(f"killed {len(killed)} process(es) it had left running")
+        if not done:
+            return "It left no container and no process behind."
+        return "ferry " + " and ".join(done) + ": nothing of it is left on this host."
+
+    def _container_dirs(self) -> list[Path]:
+        """This store's per-container directories (graph root and run root)."""
+        try:
+            store = self._json(["info", "--format", "json"], what="read podman info").get("store", {})
+        except RuntimeCommandError:
+            return []
+        driver = str(store.get("graphDriverName") or "overlay")
+        roots = [store.get("graphRoot"), store.get("runRoot")]
+        return [Path(str(r)) / f"{driver}-containers" for r in roots if r]
 
     def restore_local(self, container: str) -> None:
-        """Restore a container from the checkpoint Podman kept next to it (rollback)."""
+        """Restore a container from the checkpoint Podman kept next to it (rollback).
+
+        Back on its own host the container keeps its connections and file locks."""
         self._run(
-            ["container", "restore", "--keep", container],
+            ["container", "restore", "--keep", "--tcp-established", "--file-locks", container],
             what=f"restore container {container!r} from its local checkpoint",
             error=RestoreError,
         )
@@ -374,6 +494,101 @@ _REFERENCE_LIMITS = (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIM
 def _small_limit(kind: int) -> int:
     hard = resource.getrlimit(kind)[1]
     return 1024 if hard == resource.RLIM_INFINITY else min(1024, hard)
+
+
+_IDS_IN_PATH = re.compile(r"/([0-9a-f]{64})/")
+LOG_READ_LIMIT = 4 << 20
+
+
+def _read_log(path: str) -> str:
+    try:
+        with Path(path).open("rb") as f:
+            f.seek(0, os.SEEK_END)
+            f.seek(max(0, f.tell() - LOG_READ_LIMIT))
+            return f.read().decode(errors="replace")
+    except OSError:
+        return ""
+
+
+def _log_excerpt(text: str) -> str:
+    """CRIU's first error lines (the cause is usually the first), then the log's last lines."""
+    lines = text.splitlines()
+    last = lines[-LOG_TAIL_LINES:]
+    errors = [line for line in lines if "Error (" in line and line not in last][:8]
+    return "\n".join([*errors, *(["..."] if errors else []), *last])
+
+
+def _restore_hints(text: str) -> list[str]:
+    hints = []
+    if "Connected TCP socket in image" in text:
+        hints.append(
+            "The archive holds established TCP connections and this restore asked neither to keep them nor to "
+            "close them: restore with --tcp-close (ferry restore's default) or --tcp-established."
+        )
+    if "volume with name" in text and "already exists" in text:
+        hints.append(
+            "A named volume of the archive already exists on this host; Podman restores volumes only into new "
+            "ones. Remove it (`podman volume rm NAME`) or restore on another host."
+        )
+    return hints
+
+
+def _run_bounded(argv: list[str], timeout: float, what: str) -> tuple[int, str, str, bool]:
+    """Run a podman command in its own session; kill that session when it overruns ``timeout``."""
+    try:
+        proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    except FileNotFoundError as exc:
+        raise RuntimeCommandError(
+            f"Cannot {what}: {argv[0]!r} is not installed or not on PATH. Install podman "
+            "(apt-get install podman runc) or set FERRY_PODMAN to the podman command to use.",
+            argv=argv,
+        ) from exc
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        return proc.returncode, stdout, stderr, False
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        try:
+            stdout, stderr = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a daemonised child still holds the pipes
+            proc.kill()
+            stdout, stderr = "", ""
+        return proc.returncode or -9, stdout or "", stderr or "", True
+
+
+class _NewContainers:
+    """Watches a store's container directories while a command runs, to learn which containers it
+    created even if it removes (forgets) them again before it fails."""
+
+    def __init__(self, dirs: list[Path], interval: float = 0.1) -> None:
+        self._dirs = dirs
+        self._interval = interval
+        self.before: set[str] = set()
+        self.new: set[str] = set()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._poll, daemon=True)
+
+    def _list(self) -> set[str]:
+        found: set[str] = set()
+        for d in self._dirs:
+            with contextlib.suppress(OSError):
+                found.update(p.name for p in d.iterdir() if re.fullmatch(r"[0-9a-f]{64}", p.name))
+        return found
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self._interval):
+            self.new |= self._list() - self.before
+
+    def __enter__(self) -> _NewContainers:
+        self.before = self._list()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join()
+        self.new |= self._list() - self.before
 
 
 def _is_frozen(knob: Path) -> bool:

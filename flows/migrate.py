@@ -16,6 +16,7 @@ from prefect.deployments import run_deployment
 from pydantic import Field
 
 from ferry.errors import FerryError
+from ferry.options import restore_options
 from ferry.report import Timings, markdown
 from tasks.locate import archive_of_run_task
 
@@ -40,6 +41,12 @@ def migrate(
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
     timeout_minutes: Annotated[int, Field(ge=1)] = 60,
+    tcp_established: bool = True,
+    tcp_close: bool = False,
+    file_locks: bool = True,
+    ignore_static_ip: bool = False,
+    ignore_static_mac: bool = False,
+    publish: list[str] | None = None,
 ) -> dict[str, str]:
     """Move a container from one host to another; on any failure after the dump it runs on the source again.
 
@@ -54,7 +61,31 @@ def migrate(
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
         storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
         timeout_minutes: Give up waiting for a host's worker after this long.
+        tcp_established: Keep established TCP connections across the move (default: on).
+        tcp_close: Close them instead (the container's peers reconnect); excludes tcp_established.
+        file_locks: Dump and restore file locks (default: on).
+        ignore_static_ip: Let the target's network assign a fresh IP (default: off, the container keeps its IP).
+        ignore_static_mac: Let the target's network assign a fresh MAC address (default: off).
+        publish: Publish ports on the target instead of the archived ones, Podman's syntax.
     """
+    # Checked before anything stops: a contradiction is a usage error, not a failed migration.
+    options = restore_options(
+        "migrate",
+        tcp_established=tcp_established,
+        tcp_close=tcp_close,
+        file_locks=file_locks,
+        ignore_static_ip=ignore_static_ip,
+        ignore_static_mac=ignore_static_mac,
+        publish=publish,
+    )
+    network = {
+        "tcp_established": options.tcp_established,
+        "tcp_close": options.tcp_close,
+        "file_locks": options.file_locks,
+        "ignore_static_ip": options.ignore_static_ip,
+        "ignore_static_mac": options.ignore_static_mac,
+        "publish": list(options.publish),
+    }
     timings = Timings()
     timeout_s = timeout_minutes * 60.0
     store = {"storage_options": storage_options, "storage_secret": storage_secret}
@@ -67,6 +98,10 @@ def migrate(
                 "leave_running": False,
                 "compress": compress,
                 "with_image": with_image,
+                # Connections are always dumped, so the snapshot never fails on them; the restore
+                # on the target decides whether they carry on or are closed.
+                "tcp_established": True,
+                "file_locks": file_locks,
                 **store,
             },
             timeout_s,
@@ -79,7 +114,7 @@ def migrate(
         )
     url = archive_of_run_task(via, container, str(snap.id), storage_options, storage_secret)
     with timings("restore on target"):
-        rest = _run(f"ferry-restore/{target_host}", {"archive": url, "name": new_name, **store}, timeout_s)
+        rest = _run(f"ferry-restore/{target_host}", {"archive": url, "name": new_name, **network, **store}, timeout_s)
     if not rest.state or not rest.state.is_completed():
         with timings("rollback on source"):
             back = _run(f"ferry-source/{source_host}", {"container": container, "action": "rollback"}, timeout_s)

@@ -44,6 +44,9 @@ def nightly(
     with_image: bool = False,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
+    tcp_established: bool = True,
+    file_locks: bool = True,
+    allow_bind_mounts: bool = False,
 ) -> list[dict[str, Any]]:
     """Leave-running snapshots of several containers, then retention. One failure does not stop the others.
 
@@ -56,6 +59,9 @@ def nightly(
         with_image: Also store each image, once per image id.
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
         storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+        tcp_established: Dump established TCP connections (default: on; without it, open connections fail the dump).
+        file_locks: Dump file locks (on by default).
+        allow_bind_mounts: Also snapshot containers that bind-mount host paths (their content is NOT in the archive).
     """
     names = select_task(containers, label)
     rows: list[dict[str, Any]] = []
@@ -68,6 +74,9 @@ def nightly(
             with_image=with_image,
             storage_options=storage_options,
             storage_secret=storage_secret,
+            tcp_established=tcp_established,
+            file_locks=file_locks,
+            allow_bind_mounts=allow_bind_mounts,
             return_state=True,
         )
         if state.is_completed():

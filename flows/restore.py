@@ -7,6 +7,7 @@ from typing import Annotated, Any
 from prefect import flow
 from pydantic import Field
 
+from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, restore_options
 from ferry.staging import new_run_dir, remove_run_dir
 from tasks.apply_diff import apply_diff_task
 from tasks.download import download_task
@@ -24,6 +25,13 @@ def restore(
     allow_unverified: bool = False,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
+    tcp_established: bool | None = None,
+    tcp_close: bool | None = None,
+    file_locks: bool = True,
+    ignore_static_ip: bool = True,
+    ignore_static_mac: bool = True,
+    publish: list[str] | None = None,
+    timeout_seconds: Annotated[int, Field(ge=1)] = DEFAULT_RESTORE_TIMEOUT_S,
 ) -> Restored:
     """Restore a container on this host from an archive.
 
@@ -34,14 +42,30 @@ def restore(
         allow_unverified: Accept an archive without a ferry manifest (a Podman export); its paths are still checked.
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
         storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+        tcp_established: Restore established TCP connections as they were (default: off; a migration turns it on).
+        tcp_close: Restore established TCP connections closed (default: on, unless tcp_established is asked for).
+        file_locks: Restore file locks.
+        ignore_static_ip: Let the network assign a fresh IP instead of the archived one (default: on).
+        ignore_static_mac: Let the network assign a fresh MAC address instead of the archived one (default: on).
+        publish: Publish these ports instead of the archived ones ([[ip:][hostPort]:]containerPort[/protocol]).
+        timeout_seconds: Give up on the CRIU restore after this long; what it left is removed.
     """
+    options = restore_options(
+        "restore",
+        tcp_established=tcp_established,
+        tcp_close=tcp_close,
+        file_locks=file_locks,
+        ignore_static_ip=ignore_static_ip,
+        ignore_static_mac=ignore_static_mac,
+        publish=publish,
+    )
     if latest:
         archive = locate_task(archive, latest, storage_options, storage_secret)
     staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
     fetched = download_task(archive, staging, storage_options, storage_secret)
     verified = verify_task(fetched, allow_unverified)
     load_image_task(verified, storage_options, storage_secret)
-    prepared = apply_diff_task(verified, name)
-    restored = restore_task(prepared)
+    prepared = apply_diff_task(verified, name, options)
+    restored = restore_task(prepared, timeout_seconds)
     remove_run_dir(staging)
     return restored

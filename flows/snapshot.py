@@ -15,6 +15,7 @@ from prefect import flow
 from pydantic import Field
 
 from ferry.locks import clear_inflight, container_lock
+from ferry.options import DumpOptions
 from ferry.report import Timings, markdown
 from ferry.staging import generation, remove_run_dir, run_dir
 from tasks.archive import ArchiveResult, archive_task
@@ -46,6 +47,9 @@ def snapshot(
     with_image: bool = False,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
+    tcp_established: bool = True,
+    file_locks: bool = True,
+    allow_bind_mounts: bool = False,
 ) -> SnapshotResult:
     """Checkpoint one container on this host into a store.
 
@@ -57,13 +61,17 @@ def snapshot(
         with_image: Also store the container's image (once per image id), for restores on fresh hosts.
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
         storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+        tcp_established: Dump established TCP connections (default: on; without it, open connections fail the dump).
+        file_locks: Dump file locks (default: on; without it, a held file lock fails the dump).
+        allow_bind_mounts: Snapshot a container that bind-mounts host paths; their content is NOT in the archive.
     """
+    options = DumpOptions(tcp_established=tcp_established, file_locks=file_locks)
     timings = Timings()
     staging = run_dir("snapshot", container)
     gen = generation(staging)
     with container_lock(container):
         with timings("inspect"):
-            subject = inspect_task(container, to, storage_options, storage_secret, gen)
+            subject = inspect_task(container, to, storage_options, storage_secret, gen, allow_bind_mounts)
         image = ""
         if with_image:
             with timings("ship-image"):
@@ -74,7 +82,7 @@ def snapshot(
                 with timings("rootfs-diff"):
                     diff = rootfs_diff_task(subject.info, staging, gen)
                 with timings("dump"):
-                    dumped = dump_task(subject.info, staging, leave_running, gen)
+                    dumped = dump_task(subject.info, staging, leave_running, gen, options)
             with timings("archive"):
                 archive = archive_task(subject, dumped, diff, compress, to, storage_options, storage_secret)
             with timings("upload"):

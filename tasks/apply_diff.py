@@ -11,7 +11,7 @@ a byte of the untrusted archive.
 from __future__ import annotations
 
 import stat
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import task
@@ -21,6 +21,7 @@ from ferry.archive.envelope import open_plain
 from ferry.archive.reader import Report, rewrite
 from ferry.archive.rebuild_context import HostFacts, RebuildContext
 from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
+from ferry.options import RestoreOptions
 from ferry.runtime import Podman
 from tasks.verify import Verified
 
@@ -30,6 +31,8 @@ class Prepared:
     path: Path
     name: str | None  # the new name asked for, or None to keep the archive's
     report: Report
+    options: RestoreOptions = field(default_factory=RestoreOptions)
+    criu_config: Path | None = None  # the CRIU config file the spec names (written by the restore stage)
 
 
 class ImageLinkCheck:
@@ -64,14 +67,28 @@ def host_facts(runtime: Podman, staging: Path) -> HostFacts:
     return HostFacts(volume_path, cgroup_manager, oci_runtime, runtime.reference_spec(staging))
 
 
-def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | None = None) -> Prepared:
+def apply_diff(
+    verified: Verified,
+    name: str | None = None,
+    runtime: Podman | None = None,
+    options: RestoreOptions | None = None,
+) -> Prepared:
     runtime = runtime or Podman()
+    options = options or RestoreOptions()
     report = verified.report
     target = name or report.name
     if target and runtime.exists(target):
         raise ContainerStateError(
             f"A container named {target!r} already exists on this host; ferry leaves it alone. "
             "Restore under another name with --name, or remove the existing one first."
+        )
+    taken = [v for v in sorted(report.volumes) if runtime.volume_exists(v)]
+    if taken:
+        raise ContainerStateError(
+            f"The archive carries the named volume(s) {', '.join(taken)}, and a volume of that name already "
+            "exists on this host. Podman restores a volume's content only into a new volume, and ferry never "
+            "overwrites an existing one: remove it (`podman volume rm NAME`, after saving what it holds) or "
+            "restore on another host."
         )
     if not report.image_id or not runtime.image_exists(report.image_id):
         raise RestoreError(
@@ -81,15 +98,20 @@ def apply_diff(verified: Verified, name: str | None = None, runtime: Podman | No
         )
     staging = verified.fetched.path.parent
     out = staging / "podman-import.tar"
-    ctx = RebuildContext(policy=restore_policy.load(), host=host_facts(runtime, staging))
+    criu_config = staging / "criu-restore.conf" if options.tcp_close else None
+    ctx = RebuildContext(
+        policy=restore_policy.load(),
+        host=host_facts(runtime, staging),
+        criu_config=str(criu_config) if criu_config else None,
+    )
     with runtime.image_mounted(report.image_id) as image_root:
         check = ImageLinkCheck(image_root)
         with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
             opened = open_plain(src, verified.fetched.sidecar, keys.encryption_key())
             rewrite(opened.plain, sink, expected=report, check_diff_path=check, ctx=ctx)
-    return Prepared(out, name, report)
+    return Prepared(out, name, report, options, criu_config)
 
 
 @task(name="apply-diff", retries=0, persist_result=True)
-def apply_diff_task(verified: Verified, name: str | None = None) -> Prepared:
-    return apply_diff(verified, name)
+def apply_diff_task(verified: Verified, name: str | None = None, options: RestoreOptions | None = None) -> Prepared:
+    return apply_diff(verified, name, options=options)

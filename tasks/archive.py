@@ -71,6 +71,7 @@ def build_archive(
         timestamps={"dump_started": dumped.started, "dump_finished": dumped.finished},
         rootfs={"files": diff.files, "bytes": diff.bytes, "deleted": diff.deleted_count},
         run=str(flow_run.get_id() or ""),
+        dump_options=dumped.options.as_record(),
     )
     store = ArchiveStore(store_url, resolve(storage_options, storage_secret)) if store_url else None
     if store is not None:

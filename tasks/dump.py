@@ -7,13 +7,14 @@ container would fail, and of a running one would be a different snapshot.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from prefect import task
 
 from ferry.faults import maybe_fail
 from ferry.locks import mark_inflight
+from ferry.options import DumpOptions
 from ferry.runtime import CheckpointStats, ContainerInfo, Podman
 from ferry.staging import utcnow
 
@@ -25,16 +26,24 @@ class DumpResult:
     stats: CheckpointStats
     started: str
     finished: str
+    options: DumpOptions = field(default_factory=DumpOptions)
 
 
-def dump(info: ContainerInfo, staging: Path, leave_running: bool, runtime: Podman | None = None) -> DumpResult:
+def dump(
+    info: ContainerInfo,
+    staging: Path,
+    leave_running: bool,
+    runtime: Podman | None = None,
+    options: DumpOptions | None = None,
+) -> DumpResult:
     maybe_fail("dump")
     runtime = runtime or Podman()
+    options = options or DumpOptions()
     if not leave_running:
         mark_inflight(info.id)
     started = utcnow()
-    stats = runtime.checkpoint(info, staging / "dump.tar", leave_running=leave_running)
-    return DumpResult(staging / "dump.tar", leave_running, stats, started, utcnow())
+    stats = runtime.checkpoint(info, staging / "dump.tar", leave_running=leave_running, options=options)
+    return DumpResult(staging / "dump.tar", leave_running, stats, started, utcnow(), options)
 
 
 def _marker(staging: Path, generation: int) -> Path:
@@ -47,7 +56,13 @@ def is_dumped(staging: Path, generation: int) -> bool:
 
 
 @task(name="dump", retries=0, persist_result=True)
-def dump_task(info: ContainerInfo, staging: Path, leave_running: bool, generation: int = 0) -> DumpResult:
-    result = dump(info, staging, leave_running)
+def dump_task(
+    info: ContainerInfo,
+    staging: Path,
+    leave_running: bool,
+    generation: int = 0,
+    options: DumpOptions | None = None,
+) -> DumpResult:
+    result = dump(info, staging, leave_running, options=options)
     _marker(staging, generation).touch()
     return result

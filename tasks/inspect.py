@@ -9,6 +9,7 @@ from typing import Any
 from prefect import task
 
 from ferry.archive.manifest import Source
+from ferry.errors import ContainerStateError
 from ferry.locks import clear_inflight, is_inflight
 from ferry.runtime import ContainerInfo, Podman
 from storage.options import resolve
@@ -29,10 +30,12 @@ def inspect(
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
     runtime: Podman | None = None,
+    allow_bind_mounts: bool = False,
 ) -> Subject:
     """Look the container up and make sure the store takes writes, before anything stops."""
     runtime = runtime or Podman()
     info = runtime.inspect(container)
+    check_mounts(info, allow_bind_mounts)
     if info.state == "exited" and info.checkpointed and is_inflight(info.id):
         # A previous run died between its stop-mode dump and the upload: bring the container
         # back first (from the checkpoint Podman kept), then snapshot it afresh.
@@ -44,6 +47,30 @@ def inspect(
     return Subject(info, runtime.source())
 
 
+def check_mounts(info: ContainerInfo, allow_bind_mounts: bool) -> None:
+    """Named volumes travel in the archive; a bind-mounted host path cannot: refuse it, unless allowed."""
+    binds = info.bind_mounts
+    if not binds:
+        return
+    listed = ", ".join(f"{m.source} -> {m.destination}" for m in binds)
+    if allow_bind_mounts:
+        log.warning(
+            "container %s bind-mounts host paths (%s): their content is not in the snapshot; a restore "
+            "needs the same paths on the restoring host",
+            info.name,
+            listed,
+        )
+        return
+    raise ContainerStateError(
+        f"Container {info.name!r} bind-mounts host paths ({listed}). A host path's content stays on "
+        "this host and cannot travel in an archive, so a restore elsewhere would lack it. Move the data "
+        "into a named volume (`podman volume create NAME`, then run the container with `-v NAME:DEST`): "
+        "named volumes travel with the snapshot. Or snapshot without their content with "
+        "--allow-bind-mounts (flow parameter allow_bind_mounts) when the restoring host provides the "
+        "same paths. Nothing was frozen or stopped."
+    )
+
+
 @task(name="inspect", retries=0, persist_result=True)
 def inspect_task(
     container: str,
@@ -51,5 +78,6 @@ def inspect_task(
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
     generation: int = 0,  # part of the cache key: a rollback makes a retry look again
+    allow_bind_mounts: bool = False,
 ) -> Subject:
-    return inspect(container, store_url, storage_options, storage_secret)
+    return inspect(container, store_url, storage_options, storage_secret, allow_bind_mounts=allow_bind_mounts)

@@ -54,9 +54,19 @@ class Manifest:
     run: str = ""  # the Prefect flow run that wrote it: how a migration finds its archive
     format: str = FORMAT
     version: int = VERSION
+    #: The CRIU state the dump was allowed to take: {"tcp_established": bool, "file_locks": bool}.
+    #: Absent from manifests written before ferry recorded it (and left out when empty, so their
+    #: canonical form, and so their signatures, stay as they were).
+    dump_options: dict[str, bool] = field(default_factory=dict)
+
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        if not self.dump_options:
+            del out["dump_options"]
+        return out
 
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+        return json.dumps(self.as_dict(), indent=1, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Manifest:
@@ -92,6 +102,7 @@ class Manifest:
             run=str(raw.get("run", "")),
             format=FORMAT,
             version=version,
+            dump_options=_bools(raw.get("dump_options", {})),
         )
 
 
@@ -109,8 +120,13 @@ class Sidecar:
     plain_size: int = 0  # size and sha256 of the decrypted archive, when encrypted
     plain_sha256: str = ""
 
+    def as_dict(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["manifest"] = self.manifest.as_dict()
+        return out
+
     def to_json(self) -> bytes:
-        return json.dumps(asdict(self), indent=1, sort_keys=True).encode()
+        return json.dumps(self.as_dict(), indent=1, sort_keys=True).encode()
 
     @classmethod
     def from_json(cls, data: bytes) -> Sidecar:
@@ -148,3 +164,9 @@ def _strs(raw: Any) -> dict[str, str]:
     if not isinstance(raw, dict):
         raise TypeError(f"expected an object, got {type(raw).__name__}")
     return {str(k): str(v) for k, v in raw.items()}
+
+
+def _bools(raw: Any) -> dict[str, bool]:
+    if not isinstance(raw, dict) or not all(isinstance(v, bool) for v in raw.values()):
+        raise TypeError(f"dump_options must map names to true/false, got {raw!r}")
+    return {str(k): v for k, v in raw.items()}

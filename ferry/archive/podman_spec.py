@@ -25,12 +25,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from ferry.archive import criu_config
 from ferry.archive.jsonfields import Fields, abs_path, empty, string
 from ferry.archive.rebuild_context import Defaults, RebuildContext
 from ferry.errors import UnsafeArchiveError
 
 WHERE = "spec.dump"
-CRIU_CONFIG_ANNOTATION = "org.criu.config"
+CRIU_CONFIG_ANNOTATION = criu_config.ANNOTATION
 #: Mounts Podman replaces on restore with this host's own files.
 MANAGED_BINDS = frozenset(
     {"/dev/shm", "/etc/resolv.conf", "/etc/hostname", "/etc/hosts", "/run/.containerenv", "/run/secrets"}  # noqa: S108

@@ -15,7 +15,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
-from dataclasses import asdict, replace
+from dataclasses import replace
 
 from ferry.archive.manifest import Sidecar
 from ferry.errors import IntegrityError, UnsafeArchiveError
@@ -26,7 +26,7 @@ MIN_KEY_CHARS = 32
 
 
 def _canonical(sidecar: Sidecar) -> bytes:
-    body = asdict(replace(sidecar, signature=""))
+    body = replace(sidecar, signature="").as_dict()
     return json.dumps(body, sort_keys=True, separators=(",", ":")).encode()
 
 

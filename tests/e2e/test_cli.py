@@ -77,3 +77,53 @@ def test_failures_exit_nonzero_with_an_operator_message(host: Host, cli_env: dic
     bad_url = ferry(cli_env, "ls", "nosuchproto://x")
     assert bad_url.returncode == 2
     assert "nosuchproto" in bad_url.stderr
+
+
+def test_network_options_and_a_name_copy_beside_its_original(
+    host: Host, cli_env: dict[str, str], tmp_path: Path
+) -> None:
+    from tests.e2e.test_network_state import ask_server, commands, echoed, run_echo
+
+    snap_help = ferry(cli_env, "snapshot", "--help").stdout
+    assert "--no-tcp-established" in snap_help and "--no-file-locks" in snap_help and "--allow-bind-mounts" in snap_help
+    restore_help = ferry(cli_env, "restore", "--help").stdout
+    for option in ("--tcp-established", "--tcp-close", "--file-locks", "--ignore-static-ip", "--ignore-static-mac"):
+        assert option in restore_help, option
+    assert "--publish" in restore_help and "default: on" in restore_help
+    both = ferry(cli_env, "restore", f"file://{tmp_path}/none.tar.zst", "--tcp-established", "--tcp-close")
+    assert both.returncode == 2 and "contradict" in both.stderr and "Traceback" not in both.stderr
+    bad_port = ferry(cli_env, "restore", f"file://{tmp_path}/none.tar.zst", "--publish", "80:http")
+    assert bad_port.returncode == 2 and "Podman's syntax" in bad_port.stderr
+
+    run_echo(host, "echo")
+    snap = ferry(cli_env, "snapshot", "echo", "--to", f"file://{tmp_path}/store", "--leave-running")
+    assert snap.returncode == 0, snap.stderr
+    url = snap.stdout.strip().splitlines()[-1]
+
+    copy = ferry(cli_env, "restore", url, "--name", "echo-copy")
+
+    assert copy.returncode == 0, copy.stderr
+    # The copy's connection was restored closed; its server runs. The original's carries on.
+    wait_for(
+        lambda: not any(c.startswith("nc 127.0.0.1") for c in commands(host, "echo-copy")),
+        what="the copy's client to see its connection closed",
+    )
+    assert ask_server(host, "echo-copy", "copy") == "copy"
+    before = echoed(host, "echo")[-1]
+    wait_for(lambda: echoed(host, "echo")[-1] > before + 5, what="the original's connection to carry on")
+    assert any(c.startswith("nc 127.0.0.1") for c in commands(host, "echo"))
+
+
+def test_a_bind_mount_is_refused_on_the_command_line(host: Host, cli_env: dict[str, str], tmp_path: Path) -> None:
+    from tests.helpers import IMAGE, ULIMITS, WORKLOAD
+
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    host.podman("run", "-d", "--name", "app", *ULIMITS, "-v", f"{shared}:/shared", IMAGE, "sh", "-c", WORKLOAD)
+
+    refused = ferry(cli_env, "snapshot", "app", "--to", f"file://{tmp_path}/store")
+
+    assert refused.returncode == 1
+    assert f"{shared} -> /shared" in refused.stderr and "named volume" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    assert host.state("app") == "running"

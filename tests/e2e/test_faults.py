@@ -128,7 +128,8 @@ def test_kill_during_restore_then_rerun_restores_exactly_once(host: Host, cli, t
 def test_dump_criu_refuses_leaves_the_container_running_and_thawed(
     host: Host, tmp_path: Path, prefect_harness: None, staging: Path
 ) -> None:
-    # An established TCP connection inside the container: CRIU refuses it without --tcp-established.
+    # An established TCP connection inside the container: CRIU refuses it without --tcp-established
+    # (on by default, so this snapshot turns it off to get a dump CRIU refuses).
     script = (
         "(while :; do sleep 1; done) | nc -l -p 9000 >/dev/null & sleep 0.5; "
         "(while :; do echo x; sleep 1; done) | nc 127.0.0.1 9000 & "
@@ -138,7 +139,7 @@ def test_dump_criu_refuses_leaves_the_container_running_and_thawed(
     wait_for(lambda: host.counter("tcp") > 20, what="the workload to start")
 
     with pytest.raises(CheckpointError) as info:
-        snapshot("tcp", f"file://{tmp_path}/store")
+        snapshot("tcp", f"file://{tmp_path}/store", tcp_established=False)
 
     message = str(info.value)
     assert "'tcp'" in message and "CRIU log" in message, message
