@@ -135,7 +135,7 @@ def check_redis(host: Host, name: str, counted: int) -> None:
     wait_for(carried_on, what="the held connection to carry on after the restore", timeout=120)
     ids, counts, other = held_replies(host, name)
     assert not other, f"the held client printed: {other[:5]}"
-    assert len(ids) == 1, f"the held client reconnected: client ids {sorted(ids)}"
+    assert len(ids) == 1, f"the held client reconnected or lost a reply ({len(ids)} distinct client ids)"
     assert counts == list(range(1, len(counts) + 1)), "the held connection's INCR replies have a gap or reset"
     assert counts[-1] > counted
     assert host.exec(name, "redis-cli", "ping").strip() == "PONG"
