@@ -16,6 +16,7 @@ from ferry.keygen import KeyPair, keygen
 # Before anything imports gcsfs: it reads this once (see tests/gcs_server.py).
 from tests.gcs_server import gcs_emulator, gcs_storage_options
 from tests.helpers import IMAGE, Host, build_rootfs_tar
+from tests.images import IMAGE_REPORT, ServiceImages
 from tests.servers import S3Server, moto_server
 
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
@@ -73,6 +74,16 @@ def gcs() -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="session")
 def rootfs_tar(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return build_rootfs_tar(tmp_path_factory.mktemp("image"))
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for line in IMAGE_REPORT:
+        terminalreporter.write_line(f"service image {line}")
+
+
+@pytest.fixture(scope="session")
+def service_images(tmp_path_factory: pytest.TempPathFactory) -> ServiceImages:
+    return ServiceImages(tmp_path_factory.mktemp("service-images"))
 
 
 @pytest.fixture(scope="session")
