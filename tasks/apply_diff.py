@@ -22,7 +22,7 @@ from ferry.archive.reader import Report, rewrite
 from ferry.archive.rebuild_context import HostFacts, RebuildContext
 from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
 from ferry.options import RestoreOptions
-from ferry.runtime import Podman
+from ferry.runtime import Podman, Runtime
 from tasks.verify import Verified
 
 
@@ -61,7 +61,7 @@ class ImageLinkCheck:
             self._safe.add(prefix)
 
 
-def host_facts(runtime: Podman, staging: Path) -> HostFacts:
+def host_facts(runtime: Runtime, staging: Path) -> HostFacts:
     """What this host's Podman would configure itself: the yardstick for the archive's config."""
     volume_path, cgroup_manager, oci_runtime = runtime.store_info()
     return HostFacts(volume_path, cgroup_manager, oci_runtime, runtime.reference_spec(staging))
@@ -70,7 +70,7 @@ def host_facts(runtime: Podman, staging: Path) -> HostFacts:
 def apply_diff(
     verified: Verified,
     name: str | None = None,
-    runtime: Podman | None = None,
+    runtime: Runtime | None = None,
     options: RestoreOptions | None = None,
 ) -> Prepared:
     runtime = runtime or Podman()

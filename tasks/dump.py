@@ -15,7 +15,7 @@ from prefect import task
 from ferry.faults import maybe_fail
 from ferry.locks import mark_inflight
 from ferry.options import DumpOptions
-from ferry.runtime import CheckpointStats, ContainerInfo, Podman
+from ferry.runtime import CheckpointStats, ContainerInfo, Podman, Runtime
 from ferry.staging import utcnow
 
 
@@ -33,7 +33,7 @@ def dump(
     info: ContainerInfo,
     staging: Path,
     leave_running: bool,
-    runtime: Podman | None = None,
+    runtime: Runtime | None = None,
     options: DumpOptions | None = None,
 ) -> DumpResult:
     maybe_fail("dump")

@@ -13,13 +13,13 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ferry.errors import ContainerStateError
-from ferry.runtime import ContainerInfo, Podman
+from ferry.runtime import ContainerInfo, Podman, Runtime
 
 log = logging.getLogger("ferry.freeze")
 
 
 @contextlib.contextmanager
-def frozen(info: ContainerInfo, *, skip: bool = False, runtime: Podman | None = None) -> Iterator[Path | None]:
+def frozen(info: ContainerInfo, *, skip: bool = False, runtime: Runtime | None = None) -> Iterator[Path | None]:
     """Freeze the container for the duration of the block; always thaw on the way out.
 
     ``skip``: the run being retried already dumped the container; its diff and dump come from

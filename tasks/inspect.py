@@ -11,7 +11,7 @@ from prefect import task
 from ferry.archive.manifest import Source
 from ferry.errors import ContainerStateError
 from ferry.locks import clear_inflight, is_inflight
-from ferry.runtime import ContainerInfo, Podman
+from ferry.runtime import ContainerInfo, Podman, Runtime
 from storage.options import resolve
 from storage.store import ArchiveStore
 
@@ -29,7 +29,7 @@ def inspect(
     store_url: str,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
-    runtime: Podman | None = None,
+    runtime: Runtime | None = None,
     allow_bind_mounts: bool = False,
 ) -> Subject:
     """Look the container up and make sure the store takes writes, before anything stops."""

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import task
 
 from ferry.errors import RestoreError
-from ferry.runtime import Podman
+from ferry.runtime import Podman, Runtime
 from storage.images import find_image, get_image, image_url
 from storage.options import resolve
 from storage.store import ArchiveStore
@@ -28,7 +28,7 @@ def load_image(
     verified: Verified,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
-    runtime: Podman | None = None,
+    runtime: Runtime | None = None,
 ) -> str:
     """Returns how the image was found: "present" or the URL it was loaded from."""
     runtime = runtime or Podman()

@@ -14,7 +14,7 @@ from prefect import task
 from ferry.archive.criu_config import write_criu_config
 from ferry.faults import maybe_fail
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S
-from ferry.runtime import CheckpointStats, Podman
+from ferry.runtime import CheckpointStats, Podman, Runtime
 from tasks.apply_diff import Prepared
 
 
@@ -26,7 +26,7 @@ class Restored:
     stats: CheckpointStats
 
 
-def restore(prepared: Prepared, runtime: Podman | None = None, timeout: float = DEFAULT_RESTORE_TIMEOUT_S) -> Restored:
+def restore(prepared: Prepared, runtime: Runtime | None = None, timeout: float = DEFAULT_RESTORE_TIMEOUT_S) -> Restored:
     maybe_fail("restore")
     runtime = runtime or Podman()
     if prepared.criu_config is not None:

@@ -13,12 +13,12 @@ from prefect.cache_policies import NO_CACHE
 
 from ferry.errors import FerryError, RestoreError
 from ferry.locks import clear_inflight
-from ferry.runtime import ContainerInfo, Podman
+from ferry.runtime import ContainerInfo, Podman, Runtime
 from ferry.staging import bump_generation
 
 
 def rollback(
-    info: ContainerInfo, failure: FerryError | Exception, staging: Path | None = None, runtime: Podman | None = None
+    info: ContainerInfo, failure: FerryError | Exception, staging: Path | None = None, runtime: Runtime | None = None
 ) -> None:
     """Restore the container locally and note it on ``failure`` (which the caller re-raises).
 

@@ -24,7 +24,7 @@ from pathlib import Path
 from prefect import task
 
 from ferry.archive.members import DELETED_FILES, ROOTFS_DIFF
-from ferry.runtime import ContainerInfo, Podman
+from ferry.runtime import ContainerInfo, Podman, Runtime
 
 log = logging.getLogger("ferry.rootfs_diff")
 
@@ -83,7 +83,7 @@ def _entry(root_fd: int, rel: str, tar: tarfile.TarFile) -> int:
         return info.size
 
 
-def rootfs_diff(info: ContainerInfo, staging: Path, runtime: Podman | None = None) -> DiffResult:
+def rootfs_diff(info: ContainerInfo, staging: Path, runtime: Runtime | None = None) -> DiffResult:
     runtime = runtime or Podman()
     changes = runtime.diff(info.id)
     deleted = sorted(set(changes.deleted))

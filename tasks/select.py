@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 
 from ferry.errors import UsageError
-from ferry.runtime import Podman
+from ferry.runtime import Podman, Runtime
 
 
-def select(names: list[str], label: str | None, runtime: Podman | None = None) -> list[str]:
+def select(names: list[str], label: str | None, runtime: Runtime | None = None) -> list[str]:
     if not names and not label:
         raise UsageError("Name the containers to snapshot, or give a label selector (e.g. ferry.backup=nightly).")
     runtime = runtime or Podman()

@@ -12,7 +12,7 @@ from typing import Any
 from prefect import task
 
 from ferry.archive.compression import compressing
-from ferry.runtime import Podman
+from ferry.runtime import Podman, Runtime
 from storage.images import find_image, image_url, put_image
 from storage.options import resolve
 from storage.store import CHUNK, ArchiveStore
@@ -25,7 +25,7 @@ def ship_image(
     staging: Path,
     storage_options: dict[str, Any] | None = None,
     storage_secret: str | None = None,
-    runtime: Podman | None = None,
+    runtime: Runtime | None = None,
 ) -> str:
     """Returns the image's URL in the store (uploaded now or already there)."""
     runtime = runtime or Podman()

@@ -5,10 +5,10 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ferry.runtime import Podman
+from ferry.runtime import Podman, Runtime
 
 
-def restore_here(container: str, runtime: Podman | None = None) -> str:
+def restore_here(container: str, runtime: Runtime | None = None) -> str:
     """Restore from the checkpoint Podman kept next to the container (stop-mode dump)."""
     runtime = runtime or Podman()
     info = runtime.inspect(container)
@@ -17,7 +17,7 @@ def restore_here(container: str, runtime: Podman | None = None) -> str:
     return runtime.inspect(container).state
 
 
-def remove_here(container: str, runtime: Podman | None = None) -> None:
+def remove_here(container: str, runtime: Runtime | None = None) -> None:
     runtime = runtime or Podman()
     if runtime.exists(container):
         runtime.remove(container)

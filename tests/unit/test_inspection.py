@@ -251,7 +251,7 @@ def test_a_garbled_core_image_leaves_the_process_unnamed(tmp_path: Path, images:
 def test_without_crit_the_processes_are_missing_with_the_fix(
     tmp_path: Path, images: dict[str, bytes], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(runtime, "CRIT", str(tmp_path / "no-crit"))
+    monkeypatch.setattr(runtime.tools, "CRIT", str(tmp_path / "no-crit"))
     data = inspect_archive(store(tmp_path, forge(images)), runtime=FakePodman())
     assert data["processes"] == []
     assert any("apt-get install criu" in note for note in data["notes"])

@@ -1,0 +1,90 @@
+"""The one place ferry starts a subprocess: an argv list (never a shell), a timeout, captured text.
+
+Callers translate what came back into :mod:`ferry.errors`; a program that is not installed is
+already a :class:`ProgramNotFoundError` here.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+from dataclasses import dataclass
+from pathlib import Path
+
+from ferry.errors import RuntimeCommandError
+
+LOG_TAIL_LINES = 25
+
+
+class ProgramNotFoundError(RuntimeCommandError, FileNotFoundError):
+    """The program to run is not installed or not on PATH."""
+
+
+@dataclass(frozen=True)
+class Completed:
+    argv: list[str]
+    returncode: int
+    stdout: str
+    stderr: str
+    timed_out: bool = False
+
+    @property
+    def output(self) -> str:
+        return (self.stdout + self.stderr).strip()
+
+
+def run(
+    argv: list[str], *, timeout: float | None, what: str, install: str = "", own_session: bool = False
+) -> Completed:
+    """Run ``argv`` to completion or until ``timeout`` seconds pass (then it is killed: with
+    ``own_session``, its whole session, so children it started go too). Never raises for a
+    non-zero exit status or a timeout; raises :class:`ProgramNotFoundError` (naming ``what`` and
+    how to ``install`` the program) when ``argv[0]`` cannot be started."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+            start_new_session=own_session,
+        )
+    except FileNotFoundError as exc:
+        raise ProgramNotFoundError(
+            f"Cannot {what}: {argv[0]!r} is not installed or not on PATH.{' ' + install if install else ''}",
+            argv=argv,
+        ) from exc
+    try:
+        stdout, stderr = proc.communicate(timeout=timeout)
+        return Completed(argv, proc.returncode, stdout, stderr)
+    except subprocess.TimeoutExpired:
+        _kill(proc, own_session)
+        try:
+            stdout, stderr = proc.communicate(timeout=10)
+        except subprocess.TimeoutExpired:  # a daemonised child still holds the pipes
+            proc.kill()
+            stdout, stderr = "", ""
+        return Completed(argv, proc.returncode or -9, stdout or "", stderr or "", timed_out=True)
+    except BaseException:  # interrupted: do not leave it running (as subprocess.run does)
+        _kill(proc, own_session)
+        proc.wait()
+        raise
+
+
+def _kill(proc: subprocess.Popen[str], own_session: bool) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        if own_session:
+            os.killpg(proc.pid, signal.SIGKILL)
+        else:
+            proc.kill()
+
+
+def tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
+    try:
+        text = Path(path).read_text(errors="replace")
+    except OSError:
+        return ""
+    return "\n".join(text.splitlines()[-lines:])
