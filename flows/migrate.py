@@ -18,6 +18,7 @@ from pydantic import Field
 from ferry.errors import FerryError
 from ferry.options import restore_options
 from ferry.report import Timings, markdown
+from storage.ref import StoreRef
 from tasks.locate import archive_of_run_task
 
 
@@ -115,7 +116,7 @@ def migrate(
             f"{target_host}; the container stays on {source_host} (a stop-mode snapshot restores it there when "
             "anything after the dump fails)."
         )
-    url = archive_of_run_task(via, container, str(snap.id), storage_options, storage_secret)
+    url = archive_of_run_task(StoreRef(via, storage_options, storage_secret), container, str(snap.id))
     with timings("restore on target"):
         rest = _run(
             f"ferry-restore/{target_host}",

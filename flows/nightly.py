@@ -14,6 +14,7 @@ from pydantic import BaseModel, Field
 from ferry.errors import FerryError
 from ferry.report import table
 from flows.snapshot import snapshot
+from storage.ref import StoreRef
 from tasks.prune import prune_task
 from tasks.select import select_task
 
@@ -104,7 +105,9 @@ def nightly(
             )
     if retention.keep or retention.older_than_days:
         ok = [r["container"] for r in rows if r["status"] == "ok"]
-        pruned = prune_task(to, ok, retention.keep, retention.older_than_days, storage_options, storage_secret)
+        pruned = prune_task(
+            StoreRef(to, storage_options, storage_secret), ok, retention.keep, retention.older_than_days
+        )
         for row in rows:
             row["pruned"] = sum(1 for url in pruned if f"/{row['container']}/" in url)
     table(rows, "ferry-nightly", f"Nightly snapshots to {to}")

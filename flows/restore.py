@@ -9,6 +9,7 @@ from pydantic import Field
 
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, restore_options
 from ferry.staging import new_run_dir, remove_run_dir
+from storage.ref import StoreRef, store_of
 from tasks.apply_diff import apply_diff_task
 from tasks.download import download_task
 from tasks.load_image import load_image_task
@@ -64,11 +65,12 @@ def restore(
         publish=publish,
     )
     if latest:
-        archive = locate_task(archive, latest, storage_options, storage_secret)
+        archive = locate_task(StoreRef(archive, storage_options, storage_secret), latest)
+    ref = StoreRef(store_of(archive), storage_options, storage_secret)
     staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
-    fetched = download_task(archive, staging, storage_options, storage_secret)
+    fetched = download_task(archive, staging, ref)
     verified = verify_task(fetched, allow_unverified, allow_unsigned)
-    load_image_task(verified, storage_options, storage_secret)
+    load_image_task(verified, ref)
     prepared = apply_diff_task(verified, name, options)
     restored = restore_task(prepared, timeout_seconds)
     remove_run_dir(staging)

@@ -18,6 +18,7 @@ from ferry.locks import clear_inflight, container_lock
 from ferry.options import DumpOptions
 from ferry.report import Timings, markdown
 from ferry.staging import generation, remove_run_dir, run_dir
+from storage.ref import StoreRef
 from tasks.archive import ArchiveResult, archive_task
 from tasks.dump import dump_task, is_dumped
 from tasks.freeze import frozen
@@ -69,13 +70,14 @@ def snapshot(
     timings = Timings()
     staging = run_dir("snapshot", container)
     gen = generation(staging)
+    ref = StoreRef(to, storage_options, storage_secret)
     with container_lock(container):
         with timings("inspect"):
-            subject = inspect_task(container, to, storage_options, storage_secret, gen, allow_bind_mounts)
+            subject = inspect_task(container, ref, gen, allow_bind_mounts)
         image = ""
         if with_image:
             with timings("ship-image"):
-                image = ship_image_task(subject, to, staging, storage_options, storage_secret)
+                image = ship_image_task(subject, ref, staging)
         archive: ArchiveResult | None = None
         try:
             with frozen(subject.info, skip=is_dumped(staging, gen)):
@@ -84,9 +86,9 @@ def snapshot(
                 with timings("dump"):
                     dumped = dump_task(subject.info, staging, leave_running, gen, options)
             with timings("archive"):
-                archive = archive_task(subject, dumped, diff, compress, to, storage_options, storage_secret)
+                archive = archive_task(subject, dumped, diff, compress, ref)
             with timings("upload"):
-                url = upload_task(archive, to, storage_options, storage_secret)
+                url = upload_task(archive, ref)
         except Exception as exc:
             if not leave_running:
                 # The container runs again, so a retry must dump afresh: this run's archive, if
@@ -94,7 +96,7 @@ def snapshot(
                 # for a retry to publish.
                 rollback_task(subject.info, exc, staging)
                 if archive is not None:
-                    discard_task(archive, to, storage_options, storage_secret)
+                    discard_task(archive, ref)
             raise
         clear_inflight(subject.info.id)
     remove_run_dir(staging)

@@ -20,7 +20,7 @@ from pathlib import Path
 
 from ferry.archive import safejson
 from ferry.errors import IntegrityError, UnsupportedArchiveError, UsageError
-from storage.store import CHUNK, ArchiveStore, _translated, _unstrip
+from storage.store import CHUNK, ArchiveStore, translated, url_for_path
 
 IMAGES_DIR = "_images"
 SUFFIX = ".oci.tar.zst"
@@ -61,7 +61,7 @@ def image_url(store: ArchiveStore, image_id: str) -> str:
 def find_image(store: ArchiveStore, image_id: str) -> ImageRecord | None:
     """The store's record of an image, or None when the store does not hold it (completely)."""
     path = posixpath.join(store.root, _key(image_id))
-    with _translated("look for the image in", store.url):
+    with translated("look for the image in", store.url):
         if not store.fs.exists(path + RECORD_SUFFIX) or not store.fs.exists(path):
             return None
         return ImageRecord.from_json(store.fs.cat_file(path + RECORD_SUFFIX))
@@ -79,7 +79,7 @@ def put_image(store: ArchiveStore, local: Path, image_id: str, image_name: str) 
         while chunk := src.read(CHUNK):
             sink.write(chunk)
     path = posixpath.join(store.root, key + RECORD_SUFFIX)
-    with _translated("write the image record", _unstrip(store.fs, path)):
+    with translated("write the image record", url_for_path(store.fs, path)):
         store.fs.pipe_file(path, record.to_json())
     return record
 
@@ -90,7 +90,7 @@ def get_image(store: ArchiveStore, record: ImageRecord, dest: Path) -> None:
     digest = hashlib.sha256()
     size = 0
     with (
-        _translated("download the image", url, wraps_caller=True),
+        translated("download the image", url, wraps_caller=True),
         store.fs.open(posixpath.join(store.root, _key(record.image_id)), "rb") as src,
         dest.open("wb") as out,
     ):

@@ -67,12 +67,17 @@ def _fs(url: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.Abstra
     return fs, path
 
 
-def _unstrip(fs: fsspec.AbstractFileSystem, path: str) -> str:
+def is_local(fs: fsspec.AbstractFileSystem) -> bool:
+    """A local file-system (temporary name and rename) rather than an object store."""
+    return isinstance(fs, LocalFileSystem)
+
+
+def url_for_path(fs: fsspec.AbstractFileSystem, path: str) -> str:
     return str(fs.unstrip_protocol(path))
 
 
 @contextlib.contextmanager
-def _translated(action: str, url: str, *, wraps_caller: bool = False) -> Iterator[None]:
+def translated(action: str, url: str, *, wraps_caller: bool = False) -> Iterator[None]:
     """Translate storage errors for ``url``. With ``wraps_caller`` (a context manager that
     yields to its caller), only ``OSError`` is translated: the caller's own exceptions pass."""
     try:
@@ -105,7 +110,7 @@ class ArchiveStore:
 
     @property
     def is_local(self) -> bool:
-        return isinstance(self.fs, LocalFileSystem)
+        return is_local(self.fs)
 
     def key_for(self, container: str, created: str, host: str, container_id: str, suffix: str) -> str:
         # Milliseconds too: two snapshots of one container within a second must not share a key.
@@ -114,13 +119,13 @@ class ArchiveStore:
         return f"{container}/{stamp}-{safe_host}-{container_id[:12]}{suffix}"
 
     def url_of(self, key: str) -> str:
-        return _unstrip(self.fs, posixpath.join(self.root, key))
+        return url_for_path(self.fs, posixpath.join(self.root, key))
 
     def check_writable(self) -> None:
         """Write and delete a small probe object, so a bad URL fails before a container stops."""
         probe = posixpath.join(self.root, f".ferry-probe-{uuid.uuid4().hex}")
-        with _translated("write to the store", self.url):
-            if isinstance(self.fs, LocalFileSystem):
+        with translated("write to the store", self.url):
+            if self.is_local:
                 self.fs.makedirs(self.root, exist_ok=True)
             # Never makedirs on object stores: s3fs would create a missing bucket, and a
             # mistyped bucket name must fail here instead.
@@ -134,7 +139,7 @@ class ArchiveStore:
     ) -> str:
         """Upload ``local`` as ``key`` then commit its sidecar; returns the archive URL."""
         url = self.url_of(key)
-        if isinstance(self.fs, LocalFileSystem):
+        if self.is_local:
             with self.open_archive_writer(key) as sink, local.open("rb") as src:
                 while chunk := src.read(CHUNK):
                     sink.write(chunk)
@@ -144,7 +149,7 @@ class ArchiveStore:
             # Object stores publish an object only when its upload completes (single PUT, or
             # the final call of a multipart/resumable upload), and put_file sends large files'
             # parts in parallel and aborts the upload on error.
-            with _translated("upload the archive to", url):
+            with translated("upload the archive to", url):
                 self.fs.put_file(str(local), posixpath.join(self.root, key), callback=_ByteCallback(on_bytes))
         self.commit_sidecar(key, sidecar)
         return url
@@ -159,8 +164,8 @@ class ArchiveStore:
         object."""
         path = posixpath.join(self.root, key)
         url = self.url_of(key)
-        with _translated("write the archive", url, wraps_caller=True):
-            if isinstance(self.fs, LocalFileSystem):
+        with translated("write the archive", url, wraps_caller=True):
+            if self.is_local:
                 self.fs.makedirs(posixpath.dirname(path), exist_ok=True)
                 tmp = f"{path}.{uuid.uuid4().hex[:8]}{PARTIAL_SUFFIX}"
                 try:
@@ -174,11 +179,11 @@ class ArchiveStore:
                         os.unlink(tmp)  # noqa: PTH108
                     raise
             else:
-                with _translated("start the upload of", url):
+                with translated("start the upload of", url):
                     f = self.fs.open(path, "wb", autocommit=False, block_size=BLOCK_SIZE)
                 try:
                     yield _StoreWriter(f, url)  # type: ignore[misc]
-                    with _translated("finish the upload of", url):
+                    with translated("finish the upload of", url):
                         f.close()
                         f.commit()
                 except BaseException:
@@ -186,10 +191,17 @@ class ArchiveStore:
                         f.discard()
                     raise
 
+    def discard(self, key: str) -> None:
+        """Delete an archive object that was never published (no sidecar); gone already is fine."""
+        path = posixpath.join(self.root, key)
+        with translated("discard the unpublished archive", self.url_of(key)):
+            if self.fs.exists(path):
+                self.fs.rm_file(path)
+
     def check_object(self, key: str, size: int) -> None:
         """Refuse to publish an archive object that is not there, or not whole."""
         path = posixpath.join(self.root, key)
-        with _translated("check the archive", self.url_of(key)):
+        with translated("check the archive", self.url_of(key)):
             info = self.fs.info(path)
         if int(info.get("size", -1)) != size:
             raise StoreError(
@@ -199,7 +211,7 @@ class ArchiveStore:
 
     def commit_sidecar(self, key: str, sidecar: Sidecar) -> None:
         path = posixpath.join(self.root, key + SIDECAR_SUFFIX)
-        with _translated("write the sidecar manifest", self.url_of(key + SIDECAR_SUFFIX)):
+        with translated("write the sidecar manifest", self.url_of(key + SIDECAR_SUFFIX)):
             self.fs.pipe_file(path, sidecar.to_json())
 
     # -- reading ----------------------------------------------------------------------------
@@ -207,11 +219,11 @@ class ArchiveStore:
     def archives(self, container: str | None = None) -> list[Entry]:
         """Complete archives, newest first (per container when ``container`` is given)."""
         pattern = f"{container}/*{SIDECAR_SUFFIX}" if container else f"*/*{SIDECAR_SUFFIX}"
-        with _translated("list", self.url):
+        with translated("list", self.url):
             paths = self.fs.glob(posixpath.join(self.root, pattern))
         entries = []
         for path in paths:
-            with _translated("read", _unstrip(self.fs, path)):
+            with translated("read", url_for_path(self.fs, path)):
                 data = self.fs.cat_file(path)
             try:
                 sidecar = Sidecar.from_json(data)
@@ -219,29 +231,29 @@ class ArchiveStore:
                 continue
             archive = path[: -len(SIDECAR_SUFFIX)]
             if self.fs.exists(archive):
-                entries.append(Entry(_unstrip(self.fs, archive), sidecar))
+                entries.append(Entry(url_for_path(self.fs, archive), sidecar))
         entries.sort(key=lambda e: (e.sidecar.manifest.created, e.url), reverse=True)
         return entries
 
     def incomplete(self) -> list[str]:
         """What an interrupted upload may have left: archive objects without a sidecar,
         temporary ``.partial`` files, and (S3) multipart uploads never completed."""
-        with _translated("list", self.url):
+        with translated("list", self.url):
             paths = self.fs.glob(posixpath.join(self.root, "*/*"))
         names = set(paths)
         found = [
-            _unstrip(self.fs, p)
+            url_for_path(self.fs, p)
             for p in sorted(paths)
             if p.endswith(PARTIAL_SUFFIX) or (p.endswith(ARCHIVE_SUFFIXES) and p + SIDECAR_SUFFIX not in names)
         ]
         list_mpu = getattr(self.fs, "list_multipart_uploads", None)
         if list_mpu is not None:
             bucket = self.root.split("/", 1)[0]
-            with _translated("list multipart uploads in", self.url):
+            with translated("list multipart uploads in", self.url):
                 uploads = list_mpu(bucket)
             prefix = self.root.split("/", 1)[1] + "/" if "/" in self.root else ""
             found += [
-                f"{_unstrip(self.fs, bucket + '/' + u['Key'])} (multipart upload {u['UploadId'][:12]}...)"
+                f"{url_for_path(self.fs, bucket + '/' + u['Key'])} (multipart upload {u['UploadId'][:12]}...)"
                 for u in uploads
                 if u["Key"].startswith(prefix)
             ]
@@ -282,7 +294,7 @@ class ArchiveStore:
     def delete(self, archive_url: str) -> None:
         """Sidecar first: the archive stops counting as complete before its bytes go."""
         _, path = _fs(archive_url, self.storage_options)
-        with _translated("delete", archive_url):
+        with translated("delete", archive_url):
             self.fs.rm_file(path + SIDECAR_SUFFIX)
             self.fs.rm_file(path)
 
@@ -304,7 +316,7 @@ class _StoreWriter:
         self._f, self._url = f, url
 
     def write(self, data: bytes | bytearray | memoryview) -> int:
-        with _translated("upload", self._url):
+        with translated("upload", self._url):
             return int(self._f.write(data))
 
     def flush(self) -> None:
@@ -331,7 +343,7 @@ def _created(entry: Entry) -> datetime:
 def read_sidecar(archive_url: str, storage_options: dict[str, Any] | None = None) -> Sidecar | None:
     """The sidecar of an archive, or None for an archive without one (a Podman export)."""
     fs, path = _fs(archive_url, storage_options)
-    with _translated("read", archive_url):
+    with translated("read", archive_url):
         if not fs.exists(path):
             raise ArchiveNotFoundError(f"There is no archive at {archive_url}.")
         if not fs.exists(path + SIDECAR_SUFFIX):
@@ -342,7 +354,7 @@ def read_sidecar(archive_url: str, storage_options: dict[str, Any] | None = None
 @contextlib.contextmanager
 def open_archive(archive_url: str, storage_options: dict[str, Any] | None = None) -> Iterator[BinaryIO]:
     fs, path = _fs(archive_url, storage_options)
-    with _translated("read", archive_url, wraps_caller=True), fs.open(path, "rb", block_size=CHUNK) as f:
+    with translated("read", archive_url, wraps_caller=True), fs.open(path, "rb", block_size=CHUNK) as f:
         yield f
 
 
@@ -357,14 +369,14 @@ def download(
     tmp = dest.with_name(dest.name + PARTIAL_SUFFIX)
     fs, path = _fs(archive_url, storage_options)
     try:
-        if isinstance(fs, LocalFileSystem):
+        if is_local(fs):
             with open_archive(archive_url, storage_options) as src, tmp.open("wb") as out:
                 while chunk := src.read(CHUNK):
                     out.write(chunk)
                     if on_bytes:
                         on_bytes(len(chunk))
         else:
-            with _translated("download", archive_url):
+            with translated("download", archive_url):
                 fs.get_file(path, str(tmp), callback=_ByteCallback(on_bytes), **_bounded_get(fs))
         tmp.replace(dest)
     except BaseException:

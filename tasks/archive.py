@@ -11,7 +11,7 @@ from __future__ import annotations
 import tarfile
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import BinaryIO
 
 from prefect import task
 from prefect.runtime import flow_run
@@ -25,7 +25,7 @@ from ferry.archive.writer import ArchiveDigest, ArchiveWriter
 from ferry.errors import CheckpointError
 from ferry.faults import maybe_fail
 from ferry.keys import encryption_key
-from storage.options import resolve
+from storage.ref import StoreRef
 from storage.store import ArchiveStore
 from tasks.dump import DumpResult
 from tasks.inspect import Subject
@@ -53,13 +53,11 @@ def build_archive(
     dumped: DumpResult,
     diff: DiffResult,
     compression: str = "zstd",
-    store_url: str | None = None,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
+    ref: StoreRef | None = None,
 ) -> ArchiveResult:
     """Write the archive straight into the store (a temporary name and a rename on local disk,
     an uncommitted multipart upload on object stores), where it stays invisible (no sidecar)
-    until the upload stage publishes it. Without a store URL, into the run's staging dir."""
+    until the upload stage publishes it. Without a store, into the run's staging dir."""
     maybe_fail("archive")
     comp: Compression = check_compression(compression)
     info = subject.info
@@ -73,7 +71,7 @@ def build_archive(
         run=str(flow_run.get_id() or ""),
         dump_options=dumped.options.as_record(),
     )
-    store = ArchiveStore(store_url, resolve(storage_options, storage_secret)) if store_url else None
+    store = ref.open() if ref is not None else None
     if store is not None:
         key = archive_key(store, template, comp)
         with store.open_archive_writer(key) as sink:
@@ -126,8 +124,6 @@ def archive_task(
     dumped: DumpResult,
     diff: DiffResult,
     compression: str = "zstd",
-    store_url: str | None = None,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
+    ref: StoreRef | None = None,
 ) -> ArchiveResult:
-    return build_archive(subject, dumped, diff, compression, store_url, storage_options, storage_secret)
+    return build_archive(subject, dumped, diff, compression, ref)

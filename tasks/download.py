@@ -4,14 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 
 from ferry.archive.manifest import Sidecar
 from ferry.faults import maybe_fail
 from ferry.report import Progress
-from storage.options import resolve
+from storage.ref import StoreRef
 from storage.store import download as fetch
 from storage.store import read_sidecar
 from tasks.retry import transient
@@ -25,11 +24,10 @@ class Fetched:
     sidecar: Sidecar | None  # None: no ferry sidecar (e.g. a Podman export)
 
 
-def download(
-    url: str, staging: Path, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
-) -> Fetched:
+def download(url: str, staging: Path, ref: StoreRef) -> Fetched:
+    """Fetch the archive at ``url`` (in the store ``ref``, whose options and credentials are used)."""
     maybe_fail("download")
-    options = resolve(storage_options, storage_secret)
+    options = ref.options()
     sidecar = read_sidecar(url, options)
     dest = staging / "download.archive"
     progress = Progress(sidecar.size if sidecar else 0, f"download of {url}")
@@ -39,7 +37,5 @@ def download(
 
 
 @task(name="download", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient, persist_result=True)
-def download_task(
-    url: str, staging: Path, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
-) -> Fetched:
-    return download(url, staging, storage_options, storage_secret)
+def download_task(url: str, staging: Path, ref: StoreRef) -> Fetched:
+    return download(url, staging, ref)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
-from typing import Any
 
 from prefect import task
 
@@ -12,8 +11,7 @@ from ferry.archive.manifest import Source
 from ferry.errors import ContainerStateError
 from ferry.locks import clear_inflight, is_inflight
 from ferry.runtime import ContainerInfo, Podman, Runtime
-from storage.options import resolve
-from storage.store import ArchiveStore
+from storage.ref import StoreRef
 
 log = logging.getLogger("ferry.inspect")
 
@@ -26,9 +24,7 @@ class Subject:
 
 def inspect(
     container: str,
-    store_url: str,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
+    ref: StoreRef,
     runtime: Runtime | None = None,
     allow_bind_mounts: bool = False,
 ) -> Subject:
@@ -43,7 +39,7 @@ def inspect(
         runtime.restore_local(info.id)
         clear_inflight(info.id)
         info = runtime.inspect(container)
-    ArchiveStore(store_url, resolve(storage_options, storage_secret)).check_writable()
+    ref.open().check_writable()
     return Subject(info, runtime.source())
 
 
@@ -74,10 +70,8 @@ def check_mounts(info: ContainerInfo, allow_bind_mounts: bool) -> None:
 @task(name="inspect", retries=0, persist_result=True)
 def inspect_task(
     container: str,
-    store_url: str,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
+    ref: StoreRef,
     generation: int = 0,  # part of the cache key: a rollback makes a retry look again
     allow_bind_mounts: bool = False,
 ) -> Subject:
-    return inspect(container, store_url, storage_options, storage_secret, allow_bind_mounts=allow_bind_mounts)
+    return inspect(container, ref, allow_bind_mounts=allow_bind_mounts)

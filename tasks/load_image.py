@@ -7,27 +7,18 @@ loaded; when the store does not have it either, the operator is told what to do.
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 
 from ferry.errors import RestoreError
 from ferry.runtime import Podman, Runtime
 from storage.images import find_image, get_image, image_url
-from storage.options import resolve
-from storage.store import ArchiveStore
+from storage.ref import StoreRef
 from tasks.verify import Verified
-
-
-def store_of(archive_url: str) -> str:
-    """The store an archive URL lives in: ``<store>/<container>/<archive>``."""
-    return archive_url.rstrip("/").rsplit("/", 2)[0]
 
 
 def load_image(
     verified: Verified,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
+    ref: StoreRef,  # the store the archive came from
     runtime: Runtime | None = None,
 ) -> str:
     """Returns how the image was found: "present" or the URL it was loaded from."""
@@ -35,7 +26,7 @@ def load_image(
     report = verified.report
     if report.image_id and runtime.image_exists(report.image_id):
         return "present"
-    store = ArchiveStore(store_of(verified.fetched.url), resolve(storage_options, storage_secret))
+    store = ref.open()
     record = find_image(store, report.image_id) if report.image_id else None
     if record is None:
         raise RestoreError(
@@ -56,7 +47,5 @@ def load_image(
 
 
 @task(name="load-image", retries=1, retry_delay_seconds=5)
-def load_image_task(
-    verified: Verified, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
-) -> str:
-    return load_image(verified, storage_options, storage_secret)
+def load_image_task(verified: Verified, ref: StoreRef) -> str:
+    return load_image(verified, ref)

@@ -2,54 +2,35 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from prefect import task
 
 from ferry.errors import ArchiveNotFoundError
-from storage.options import resolve
-from storage.store import ArchiveStore
+from storage.ref import StoreRef
 
 
-def locate(
-    store_url: str, container: str, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
-) -> str:
-    entries = ArchiveStore(store_url, resolve(storage_options, storage_secret)).archives(container)
+def locate(ref: StoreRef, container: str) -> str:
+    entries = ref.open().archives(container)
     if not entries:
         raise ArchiveNotFoundError(
-            f"There is no complete snapshot of container {container!r} in {store_url}. "
-            f"List what there is with `ferry ls {store_url}`."
+            f"There is no complete snapshot of container {container!r} in {ref.url}. "
+            f"List what there is with `ferry ls {ref.url}`."
         )
     return entries[0].url
 
 
 @task(name="locate", retries=2, retry_delay_seconds=[2, 10])
-def locate_task(
-    store_url: str, container: str, storage_options: dict[str, Any] | None = None, storage_secret: str | None = None
-) -> str:
-    return locate(store_url, container, storage_options, storage_secret)
+def locate_task(ref: StoreRef, container: str) -> str:
+    return locate(ref, container)
 
 
-def archive_of_run(
-    store_url: str,
-    container: str,
-    run_id: str,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> str:
+def archive_of_run(ref: StoreRef, container: str, run_id: str) -> str:
     """The archive a given snapshot flow run wrote (its manifest names the run)."""
-    for entry in ArchiveStore(store_url, resolve(storage_options, storage_secret)).archives(container):
+    for entry in ref.open().archives(container):
         if entry.sidecar.manifest.run == run_id:
             return entry.url
-    raise ArchiveNotFoundError(f"Flow run {run_id} left no complete archive of {container!r} in {store_url}.")
+    raise ArchiveNotFoundError(f"Flow run {run_id} left no complete archive of {container!r} in {ref.url}.")
 
 
 @task(name="find-archive", retries=2, retry_delay_seconds=[2, 10])
-def archive_of_run_task(
-    store_url: str,
-    container: str,
-    run_id: str,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> str:
-    return archive_of_run(store_url, container, run_id, storage_options, storage_secret)
+def archive_of_run_task(ref: StoreRef, container: str, run_id: str) -> str:
+    return archive_of_run(ref, container, run_id)

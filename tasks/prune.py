@@ -3,23 +3,14 @@
 from __future__ import annotations
 
 from datetime import timedelta
-from typing import Any
 
 from prefect import task
 
-from storage.options import resolve
-from storage.store import ArchiveStore
+from storage.ref import StoreRef
 
 
-def prune(
-    store_url: str,
-    containers: list[str],
-    keep: int | None,
-    older_than_days: int | None,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> list[str]:
-    store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
+def prune(ref: StoreRef, containers: list[str], keep: int | None, older_than_days: int | None) -> list[str]:
+    store = ref.open()
     older = timedelta(days=older_than_days) if older_than_days else None
     deleted: list[str] = []
     for name in containers:
@@ -28,12 +19,5 @@ def prune(
 
 
 @task(name="prune", retries=2, retry_delay_seconds=[2, 10])
-def prune_task(
-    store_url: str,
-    containers: list[str],
-    keep: int | None,
-    older_than_days: int | None,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> list[str]:
-    return prune(store_url, containers, keep, older_than_days, storage_options, storage_secret)
+def prune_task(ref: StoreRef, containers: list[str], keep: int | None, older_than_days: int | None) -> list[str]:
+    return prune(ref, containers, keep, older_than_days)

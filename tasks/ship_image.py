@@ -7,29 +7,26 @@ leaves the container untouched. Stores it only when the store does not hold that
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
 from prefect import task
 
 from ferry.archive.compression import compressing
 from ferry.runtime import Podman, Runtime
 from storage.images import find_image, image_url, put_image
-from storage.options import resolve
-from storage.store import CHUNK, ArchiveStore
+from storage.ref import StoreRef
+from storage.store import CHUNK
 from tasks.inspect import Subject
 
 
 def ship_image(
     subject: Subject,
-    store_url: str,
+    ref: StoreRef,
     staging: Path,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
     runtime: Runtime | None = None,
 ) -> str:
     """Returns the image's URL in the store (uploaded now or already there)."""
     runtime = runtime or Podman()
-    store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
+    store = ref.open()
     info = subject.info
     if find_image(store, info.image_id) is None:
         raw = staging / "image.oci.tar"
@@ -45,11 +42,5 @@ def ship_image(
 
 
 @task(name="ship-image", retries=2, retry_delay_seconds=[2, 10], persist_result=True)
-def ship_image_task(
-    subject: Subject,
-    store_url: str,
-    staging: Path,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> str:
-    return ship_image(subject, store_url, staging, storage_options, storage_secret)
+def ship_image_task(subject: Subject, ref: StoreRef, staging: Path) -> str:
+    return ship_image(subject, ref, staging)

@@ -6,9 +6,7 @@ publishes it, by writing the sidecar.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -16,10 +14,10 @@ from prefect.cache_policies import NO_CACHE
 from ferry import keys
 from ferry.archive.manifest import Sidecar
 from ferry.archive.signing import sign
+from ferry.errors import FerryError
 from ferry.faults import maybe_fail
 from ferry.report import Progress, warn
-from storage.options import resolve
-from storage.store import ArchiveStore
+from storage.ref import StoreRef
 from tasks.archive import ArchiveResult, archive_key
 from tasks.retry import transient
 
@@ -31,14 +29,9 @@ UNSIGNED_WARNING = (
 )
 
 
-def upload(
-    archive: ArchiveResult,
-    store_url: str,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> str:
+def upload(archive: ArchiveResult, ref: StoreRef) -> str:
     maybe_fail("upload")
-    store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
+    store = ref.open()
     manifest = archive.manifest
     key = archive.key or archive_key(store, manifest, archive.digest.compression)
     stored = archive.stored or archive.digest
@@ -67,36 +60,25 @@ def upload(
     return url
 
 
-def discard(
-    archive: ArchiveResult,
-    store_url: str,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> None:
+def discard(archive: ArchiveResult, ref: StoreRef) -> None:
     """Best effort, after a snapshot failed for good: remove an archive object that was streamed
-    into the store but never published (it is invisible without its sidecar anyway)."""
+    into the store but never published (it is invisible without its sidecar anyway). A failure
+    is logged, not raised: the snapshot's own error is the one to report."""
     if not archive.key:
         return
-    store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
-    with contextlib.suppress(Exception):
-        store.fs.rm_file(f"{store.root}/{archive.key}")
+    try:
+        ref.open().discard(archive.key)
+    except FerryError as exc:
+        warn(
+            log, f"Could not remove the unpublished archive object {archive.key} (invisible without its sidecar): {exc}"
+        )
 
 
 @task(name="discard-unpublished", retries=0, cache_policy=NO_CACHE)
-def discard_task(
-    archive: ArchiveResult,
-    store_url: str,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> None:
-    discard(archive, store_url, storage_options, storage_secret)
+def discard_task(archive: ArchiveResult, ref: StoreRef) -> None:
+    discard(archive, ref)
 
 
 @task(name="upload", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient, persist_result=True)
-def upload_task(
-    archive: ArchiveResult,
-    store_url: str,
-    storage_options: dict[str, Any] | None = None,
-    storage_secret: str | None = None,
-) -> str:
-    return upload(archive, store_url, storage_options, storage_secret)
+def upload_task(archive: ArchiveResult, ref: StoreRef) -> str:
+    return upload(archive, ref)
