@@ -22,7 +22,7 @@ from ferry.archive.reader import Report, rewrite
 from ferry.archive.rebuild_context import HostFacts, RebuildContext
 from ferry.errors import ContainerStateError, RestoreError, UnsafeArchiveError
 from ferry.options import RestoreOptions
-from ferry.runtime import Podman, Runtime
+from ferry.runtime import Runtime, current
 from tasks.verify import Verified
 
 
@@ -73,7 +73,7 @@ def apply_diff(
     runtime: Runtime | None = None,
     options: RestoreOptions | None = None,
 ) -> Prepared:
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     options = options or RestoreOptions()
     report = verified.report
     target = name or report.name

@@ -15,7 +15,7 @@ from prefect import task
 from ferry.faults import maybe_fail
 from ferry.locks import mark_inflight
 from ferry.options import DumpOptions
-from ferry.runtime import CheckpointStats, ContainerInfo, Podman, Runtime
+from ferry.runtime import CheckpointStats, ContainerInfo, Runtime, current
 from ferry.staging import utcnow
 
 
@@ -37,7 +37,7 @@ def dump(
     options: DumpOptions | None = None,
 ) -> DumpResult:
     maybe_fail("dump")
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     options = options or DumpOptions()
     if not leave_running:
         mark_inflight(info.id)

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from ferry.errors import ContainerStateError
-from ferry.runtime import ContainerInfo, Podman, Runtime
+from ferry.runtime import ContainerInfo, Runtime, current
 
 log = logging.getLogger("ferry.freeze")
 
@@ -27,7 +27,7 @@ def frozen(info: ContainerInfo, *, skip: bool = False, runtime: Runtime | None =
     if skip:
         yield None
         return
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     info = runtime.inspect(info.id)  # now, not when the run started: a retry may come much later
     if info.state != "running":
         raise ContainerStateError(

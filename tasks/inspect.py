@@ -10,7 +10,7 @@ from prefect import task
 from ferry.archive.manifest import Source
 from ferry.errors import ContainerStateError
 from ferry.locks import clear_inflight, is_inflight
-from ferry.runtime import ContainerInfo, Podman, Runtime
+from ferry.runtime import ContainerInfo, Runtime, current
 from storage.ref import StoreRef
 
 log = logging.getLogger("ferry.inspect")
@@ -29,7 +29,7 @@ def inspect(
     allow_bind_mounts: bool = False,
 ) -> Subject:
     """Look the container up and make sure the store takes writes, before anything stops."""
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     info = runtime.inspect(container)
     check_mounts(info, allow_bind_mounts)
     if info.state == "exited" and info.checkpointed and is_inflight(info.id):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from prefect import task
 
 from ferry.errors import RestoreError
-from ferry.runtime import Podman, Runtime
+from ferry.runtime import Runtime, current
 from storage.images import find_image, get_image, image_url
 from storage.ref import StoreRef
 from tasks.verify import Verified
@@ -22,7 +22,7 @@ def load_image(
     runtime: Runtime | None = None,
 ) -> str:
     """Returns how the image was found: "present" or the URL it was loaded from."""
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     report = verified.report
     if report.image_id and runtime.image_exists(report.image_id):
         return "present"

@@ -14,7 +14,7 @@ from prefect import task
 from ferry.archive.criu_config import write_criu_config
 from ferry.faults import maybe_fail
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S
-from ferry.runtime import CheckpointStats, Podman, Runtime
+from ferry.runtime import CheckpointStats, Runtime, current
 from tasks.apply_diff import Prepared
 
 
@@ -28,7 +28,7 @@ class Restored:
 
 def restore(prepared: Prepared, runtime: Runtime | None = None, timeout: float = DEFAULT_RESTORE_TIMEOUT_S) -> Restored:
     maybe_fail("restore")
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     if prepared.criu_config is not None:
         write_criu_config(prepared.criu_config, tcp_close=prepared.options.tcp_close)
     container_id, stats = runtime.restore_import(

@@ -13,7 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 from ferry.errors import FerryError, RestoreError
 from ferry.locks import clear_inflight
-from ferry.runtime import ContainerInfo, Podman, Runtime
+from ferry.runtime import ContainerInfo, Runtime, current
 from ferry.staging import bump_generation
 
 
@@ -24,11 +24,11 @@ def rollback(
 
     Also invalidates the run's dump: a retry of this run must take a fresh one, since the
     container has been running again since."""
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     if staging is not None:
         bump_generation(staging)
-    current = runtime.inspect(info.id)
-    if current.state == "running":
+    now = runtime.inspect(info.id)
+    if now.state == "running":
         clear_inflight(info.id)
         return  # the dump failed before stopping it: nothing to bring back
     try:

@@ -24,7 +24,7 @@ from pathlib import Path
 from prefect import task
 
 from ferry.archive.members import DELETED_FILES, ROOTFS_DIFF
-from ferry.runtime import ContainerInfo, Podman, Runtime
+from ferry.runtime import ContainerInfo, Runtime, current
 
 log = logging.getLogger("ferry.rootfs_diff")
 
@@ -84,7 +84,7 @@ def _entry(root_fd: int, rel: str, tar: tarfile.TarFile) -> int:
 
 
 def rootfs_diff(info: ContainerInfo, staging: Path, runtime: Runtime | None = None) -> DiffResult:
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     changes = runtime.diff(info.id)
     deleted = sorted(set(changes.deleted))
     deleted_path = None

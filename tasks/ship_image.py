@@ -11,7 +11,7 @@ from pathlib import Path
 from prefect import task
 
 from ferry.archive.compression import compressing
-from ferry.runtime import Podman, Runtime
+from ferry.runtime import Runtime, current
 from storage.images import find_image, image_url, put_image
 from storage.ref import StoreRef
 from storage.store import CHUNK
@@ -25,7 +25,7 @@ def ship_image(
     runtime: Runtime | None = None,
 ) -> str:
     """Returns the image's URL in the store (uploaded now or already there)."""
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     store = ref.open()
     info = subject.info
     if find_image(store, info.image_id) is None:

@@ -5,12 +5,12 @@ from __future__ import annotations
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ferry.runtime import Podman, Runtime
+from ferry.runtime import Runtime, current
 
 
 def restore_here(container: str, runtime: Runtime | None = None) -> str:
     """Restore from the checkpoint Podman kept next to the container (stop-mode dump)."""
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     info = runtime.inspect(container)
     if info.state != "running":
         runtime.restore_local(info.id)
@@ -18,7 +18,7 @@ def restore_here(container: str, runtime: Runtime | None = None) -> str:
 
 
 def remove_here(container: str, runtime: Runtime | None = None) -> None:
-    runtime = runtime or Podman()
+    runtime = runtime or current()
     if runtime.exists(container):
         runtime.remove(container)
 

@@ -11,9 +11,11 @@ a fake.
 - ``restore_failure``: what a failed restore left, found and cleaned;
 - ``freezer``: freezing a container through its cgroup;
 - ``tools``: criu and crit as host tools (doctor, inspect);
-- ``model``: what the runtime reports; ``protocol``: the :class:`Runtime` protocol.
+- ``model``: what the runtime reports; ``protocol``: the :class:`Runtime` protocol;
+- ``current``: the runtime tasks use when none is passed (Podman, or one ``installed`` by a test).
 """
 
+from ferry.runtime.current import current, installed
 from ferry.runtime.freezer import CGROUP_ROOT
 from ferry.runtime.model import Changes, CheckpointStats, ContainerInfo, Mount
 from ferry.runtime.podman import Podman, podman_prefix
@@ -52,6 +54,8 @@ __all__ = [
     "criu_feature",
     "criu_probe",
     "criu_version",
+    "current",
+    "installed",
     "podman_prefix",
     "run",
     "run_tool",
