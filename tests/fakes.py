@@ -42,6 +42,7 @@ class FakeContainer:
     state: str = "running"
     checkpointed: bool = False
     mounts: tuple[Mount, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
     #: the root file-system: path -> content (None: a directory)
     files: dict[str, bytes | None] = field(default_factory=dict)
     changes: Changes = field(default_factory=Changes)
@@ -107,7 +108,12 @@ class FakeRuntime:
 
     def running_containers(self, label: str | None = None) -> list[str]:
         self._call("running_containers", label)
-        return sorted(c.name for c in self.containers.values() if c.state == "running")
+        key, _, value = (label or "").partition("=")
+        return sorted(
+            c.name
+            for c in self.containers.values()
+            if c.state == "running" and (not label or (key in c.labels and (not value or c.labels[key] == value)))
+        )
 
     def exists(self, container: str) -> bool:
         self._call("exists", container)

@@ -1,18 +1,25 @@
-"""The flows, wired end to end against the fake runtime (tests/fakes.py): real Prefect (a test
-harness server), real archive stages and a real local store; only Podman/CRIU are faked."""
+"""Every flow, wired end to end against the fake runtime (tests/fakes.py): real Prefect (the test
+harness), ferry's real archive stages and a real local store; only Podman and CRIU are faked."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
+from ferry.errors import ContainerNotFoundError, FerryError
+from ferry.faults import ENV as FAULTS
 from ferry.runtime import Changes, installed
+from flows import migrate as migrate_module
+from flows.migrate import MigrationFailed, migrate
+from flows.nightly import NightlyFailed, Retention, nightly
 from flows.restore import restore
 from flows.snapshot import snapshot
+from flows.source import source
 from storage.store import ArchiveStore
-from tests.fakes import FakeRuntime
+from tests.fakes import IMAGE_ID, FakeRuntime
 
 pytestmark = pytest.mark.usefixtures("prefect_harness", "staging")
 
@@ -20,25 +27,123 @@ pytestmark = pytest.mark.usefixtures("prefect_harness", "staging")
 @pytest.fixture
 def fake(tmp_path: Path) -> Iterator[FakeRuntime]:
     rt = FakeRuntime(tmp_path / "fake")
-    rt.add(
-        "app", files={"/data": None, "/data/new": b"added"}, changes=Changes(added=("/data/new",), deleted=("/etc/x",))
-    )
+    rt.add("app", files={"/data": None, "/data/new": b"added"}, changes=Changes(added=("/data/new",)))
     with installed(rt):
         yield rt
 
 
-def test_snapshot_then_restore(fake: FakeRuntime, tmp_path: Path) -> None:
-    store = f"file://{tmp_path}/store"
+@pytest.fixture
+def store(tmp_path: Path) -> str:
+    return f"file://{tmp_path}/store"
+
+
+def test_snapshot_stop_mode_then_restore(fake: FakeRuntime, store: str) -> None:
     result = snapshot("app", store)
-    assert result.url.startswith(store + "/app/")
-    assert result.mode == "stop"
+    assert result.url.startswith(store + "/app/") and result.mode == "stop"
     assert fake.containers["app"].state == "exited"
-    assert fake.names()[:1] == ["inspect"]
-    assert "freeze" in fake.names() and "thaw" in fake.names()
-    assert fake.names().index("diff") < fake.names().index("checkpoint") < fake.names().index("thaw")
-    [entry] = ArchiveStore(store).archives("app")
-    assert entry.url == result.url
+    names = fake.names()
+    assert names[0] == "inspect"
+    assert names.index("freeze") < names.index("diff") < names.index("checkpoint") < names.index("thaw")
+    assert [e.url for e in ArchiveStore(store).archives("app")] == [result.url]
 
     restored = restore(result.url, name="copy")
+    assert (restored.name, restored.state) == ("copy", "running")
     assert fake.containers["copy"].state == "running"
-    assert restored is not None
+
+
+def test_snapshot_leave_running_with_image_then_restore_latest_on_a_host_without_it(
+    fake: FakeRuntime, store: str
+) -> None:
+    result = snapshot("app", store, leave_running=True, with_image=True)
+    assert result.mode == "leave-running" and IMAGE_ID in result.image_url
+    assert fake.containers["app"].state == "running"
+    del fake.images[IMAGE_ID]  # as on a fresh host
+
+    restored = restore(store, latest="app", name="copy")
+    assert restored.state == "running"
+    assert fake.called("load_image") and fake.images[IMAGE_ID] == "img"
+
+
+def test_snapshot_failing_after_the_dump_rolls_back(
+    fake: FakeRuntime, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = tmp_path / "faults"
+    faults.write_text("archive\n")
+    monkeypatch.setenv(FAULTS, str(faults))
+    with pytest.raises(FerryError, match="Injected fault in stage 'archive'"):
+        snapshot("app", store)
+    assert fake.called("restore_local"), "the stopped container was not restored"
+    assert fake.containers["app"].state == "running"
+    assert ArchiveStore(store).archives("app") == []
+
+
+def test_snapshot_of_a_missing_container_touches_nothing(fake: FakeRuntime, store: str) -> None:
+    with pytest.raises(ContainerNotFoundError):
+        snapshot("nope", store)
+    assert fake.names() == ["inspect"]
+
+
+def test_nightly_snapshots_each_and_prunes(fake: FakeRuntime, store: str) -> None:
+    fake.add("web", labels={"ferry.backup": "nightly"})
+    fake.add("other")
+    rows = nightly(store, containers=["app"], label="ferry.backup=nightly")
+    assert [(r["container"], r["status"]) for r in rows] == [("app", "ok"), ("web", "ok")]
+    nightly(store, containers=["app", "web"])
+    rows = nightly(store, containers=["app", "web"], retention=Retention(keep=1))
+    assert [r["pruned"] for r in rows] == [2, 2]
+    assert len(ArchiveStore(store).archives("app")) == 1
+    assert all(c.state == "running" for c in fake.containers.values())
+    assert ArchiveStore(store).archives("other") == []
+
+
+def test_nightly_goes_on_after_a_failure(fake: FakeRuntime, store: str) -> None:
+    with pytest.raises(NightlyFailed, match="1 of 2 snapshots failed: nope"):
+        nightly(store, containers=["nope", "app"])
+    assert len(ArchiveStore(store).archives("app")) == 1
+
+
+def test_source_rollback_and_remove(fake: FakeRuntime, store: str) -> None:
+    snapshot("app", store)
+    assert source("app", "rollback") == "running"
+    assert source("app", "remove") == "removed"
+    assert "app" not in fake.containers
+
+
+class _Run:
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self.id = state.state_details.flow_run_id
+
+
+def _deployments(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Each host's deployment runs here, as a subflow: one host, so the same fake runtime."""
+    ran: list[str] = []
+    flows: dict[str, Any] = {"ferry-snapshot": snapshot, "ferry-restore": restore, "ferry-source": source}
+
+    def run(name: str, parameters: dict[str, Any], timeout_s: float) -> _Run:
+        ran.append(name)
+        return _Run(flows[name.split("/", maxsplit=1)[0]](**parameters, return_state=True))
+
+    monkeypatch.setattr(migrate_module, "_run", run)
+    return ran
+
+
+def test_migrate(fake: FakeRuntime, store: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    ran = _deployments(monkeypatch)
+    out = migrate("app", "a", "b", store, new_name="moved")
+    assert ran == ["ferry-snapshot/a", "ferry-restore/b", "ferry-source/a"]
+    assert out["archive"].startswith(store + "/app/")
+    assert "app" not in fake.containers and fake.containers["moved"].state == "running"
+
+
+def test_migrate_rolls_back_when_the_restore_fails(
+    fake: FakeRuntime, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = tmp_path / "faults"
+    faults.write_text("restore\n")
+    monkeypatch.setenv(FAULTS, str(faults))
+    ran = _deployments(monkeypatch)
+    with pytest.raises(MigrationFailed, match="restored on a from its local checkpoint"):
+        migrate("app", "a", "b", store, new_name="moved")
+    assert ran == ["ferry-snapshot/a", "ferry-restore/b", "ferry-source/a"]
+    assert fake.containers["app"].state == "running" and "moved" not in fake.containers

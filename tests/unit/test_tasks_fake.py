@@ -232,9 +232,9 @@ def test_ship_image_once_per_image(fake: FakeRuntime, ref: StoreRef, work: Path)
 
 
 def test_select_names_and_label(fake: FakeRuntime) -> None:
-    fake.add("web")
+    fake.add("web", labels={"ferry.backup": "yes"})
     assert select(["app"], None, runtime=fake) == ["app"]
-    assert select(["web"], "ferry.backup", runtime=fake) == ["web", "app"]
+    assert select(["app"], "ferry.backup", runtime=fake) == ["app", "web"]
     assert fake.called("running_containers") == [("ferry.backup",)]
     with pytest.raises(UsageError):
         select([], None, runtime=fake)
