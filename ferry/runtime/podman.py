@@ -13,13 +13,10 @@ import platform
 import re
 import resource
 import shlex
-import signal
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from ferry import cgroups
 from ferry.archive.manifest import Source
 from ferry.errors import (
     CheckpointError,
@@ -31,7 +28,7 @@ from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, DumpOptions, RestoreOptions
 from ferry.runtime import freezer, tools
 from ferry.runtime.model import Changes, CheckpointStats, ContainerInfo, Mount, stats_of
 from ferry.runtime.process import Completed, run, tail
-from ferry.runtime.restore_failure import IDS_IN_PATH, NewContainers, log_excerpt, read_log, restore_hints
+from ferry.runtime.restore_failure import IDS_IN_PATH, NewContainers, clean, log_excerpt, read_log, restore_hints
 
 _LOG_FILE_RE = re.compile(r"log file: ([^\s\"\\]+)")
 INSTALL = "Install podman (apt-get install podman runc) or set FERRY_PODMAN to the podman command to use."
@@ -277,44 +274,11 @@ class Podman:
 
     def clean_failed_restore(self, container_ids: set[str], target: str = "") -> str:
         """Kill every process of these (just created) containers and remove them; say what was done."""
-        killed: set[int] = set()
-        for cid in sorted(container_ids):
-            killed |= cgroups.kill_all(cgroups.container_cgroups(cid))
-            # Its conmon and runc end once CRIU is gone; if they do not, they go too.
-            deadline = time.monotonic() + 10
-            while (left := cgroups.processes_naming(cid)) and time.monotonic() < deadline:
-                time.sleep(0.1)
-            for pid in left:
-                with contextlib.suppress(ProcessLookupError, PermissionError):
-                    os.kill(pid, signal.SIGKILL)
-            killed |= left
-        removed: list[str] = []
-        problems: list[str] = []
-        for ref in [*([target] if target else []), *sorted(container_ids)]:
-            for _ in range(3):
-                if self._gone(ref):
-                    break
-                with contextlib.suppress(RuntimeCommandError):
-                    self._run(["container", "rm", "--force", "--time", "0", ref], what=f"remove container {ref!r}")
-                if self._gone(ref):
-                    removed.append(repr(ref) if ref == target else f"id {ref[:12]}")
-                    break
-                time.sleep(1)
-            else:
-                problems.append(ref)
-        if problems:
-            return (
-                f"ferry could not remove what the failed restore left: {', '.join(problems)}; remove it with "
-                f"`podman rm -f {' '.join(problems)}`."
-            )
-        done = []
-        if removed:
-            done.append(f"removed the container it had created ({', '.join(removed)})")
-        if killed:
-            done.append(f"killed {len(killed)} process(es) it had left running")
-        if not done:
-            return "It left no container and no process behind."
-        return "ferry " + " and ".join(done) + ": nothing of it is left on this host."
+
+        def remove(ref: str) -> None:
+            self._run(["container", "rm", "--force", "--time", "0", ref], what=f"remove container {ref!r}")
+
+        return clean(container_ids, target, gone=self._gone, remove=remove)
 
     def _gone(self, ref: str) -> bool:
         """Whether podman says the container is gone; a podman that cannot tell means not gone."""

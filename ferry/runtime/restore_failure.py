@@ -7,9 +7,14 @@ from __future__ import annotations
 import contextlib
 import os
 import re
+import signal
 import threading
+import time
+from collections.abc import Callable
 from pathlib import Path
 
+from ferry import cgroups
+from ferry.errors import RuntimeCommandError
 from ferry.runtime.process import LOG_TAIL_LINES
 
 IDS_IN_PATH = re.compile(r"/([0-9a-f]{64})/")
@@ -81,3 +86,45 @@ class NewContainers:
         self._stop.set()
         self._thread.join()
         self.new |= self._list() - self.before
+
+
+def clean(container_ids: set[str], target: str, *, gone: Callable[[str], bool], remove: Callable[[str], None]) -> str:
+    """Kill every process of these (just created) containers and remove them; say what was done."""
+    killed: set[int] = set()
+    for cid in sorted(container_ids):
+        killed |= cgroups.kill_all(cgroups.container_cgroups(cid))
+        # Its conmon and runc end once CRIU is gone; if they do not, they go too.
+        deadline = time.monotonic() + 10
+        while (left := cgroups.processes_naming(cid)) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        for pid in left:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+        killed |= left
+    removed: list[str] = []
+    problems: list[str] = []
+    for ref in [*([target] if target else []), *sorted(container_ids)]:
+        for _ in range(3):
+            if gone(ref):
+                break
+            with contextlib.suppress(RuntimeCommandError):
+                remove(ref)
+            if gone(ref):
+                removed.append(repr(ref) if ref == target else f"id {ref[:12]}")
+                break
+            time.sleep(1)
+        else:
+            problems.append(ref)
+    if problems:
+        return (
+            f"ferry could not remove what the failed restore left: {', '.join(problems)}; remove it with "
+            f"`podman rm -f {' '.join(problems)}`."
+        )
+    done = []
+    if removed:
+        done.append(f"removed the container it had created ({', '.join(removed)})")
+    if killed:
+        done.append(f"killed {len(killed)} process(es) it had left running")
+    if not done:
+        return "It left no container and no process behind."
+    return "ferry " + " and ".join(done) + ": nothing of it is left on this host."
