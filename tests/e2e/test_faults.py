@@ -137,6 +137,10 @@ def test_dump_criu_refuses_leaves_the_container_running_and_thawed(
     )
     host.podman("run", "-d", "--name", "tcp", *ULIMITS, "localhost/ferry-test:latest", "sh", "-c", script)
     wait_for(lambda: host.counter("tcp") > 20, what="the workload to start")
+    wait_for(
+        lambda: any(line.split()[3] == "01" for line in host.exec("tcp", "cat", "/proc/net/tcp").splitlines()[1:]),
+        what="the connection to be established",
+    )
 
     with pytest.raises(CheckpointError) as info:
         snapshot("tcp", f"file://{tmp_path}/store", tcp_established=False)
