@@ -1,0 +1,86 @@
+"""The one subprocess boundary (ferry/runtime/process.py) and its error translation, with real
+processes (sh stands in for a podman that fails), and StoreRef as a task input."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+import pytest
+from prefect.utilities.hashing import hash_objects
+
+from ferry.errors import ContainerNotFoundError, RuntimeCommandError
+from ferry.runtime import Podman, ProgramNotFoundError, run, run_tool
+from ferry.runtime import tools as runtime_tools
+from storage.ref import StoreRef, store_of
+
+
+def _sh(script: str) -> Podman:
+    """A 'podman' that runs ``script`` (its arguments are $1...)."""
+    return Podman(["sh", "-c", script, "podman"])
+
+
+def test_run_kills_the_whole_session_on_timeout(tmp_path: Path) -> None:
+    pidfile = tmp_path / "child"
+    started = time.monotonic()
+    done = run(["sh", "-c", f"sleep 300 & echo $! > {pidfile}; wait"], timeout=1, what="wait", own_session=True)
+    assert done.timed_out and time.monotonic() - started < 60
+    child = int(pidfile.read_text())
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            break
+        time.sleep(0.05)
+    else:
+        pytest.fail("the timed-out command's child survived")
+
+
+def test_a_missing_program_is_a_ferry_error() -> None:
+    with pytest.raises(ProgramNotFoundError, match="not installed or not on PATH"):
+        Podman(["/nonexistent/podman"]).exists("x")
+    assert run_tool(["/nonexistent/tool"])[0] == 127
+    assert run_tool(["sh", "-c", "sleep 5"], timeout=0.5)[0] == 124
+
+
+def test_exists_is_yes_no_and_any_other_status_an_error() -> None:
+    assert _sh("exit 0").exists("x") is True
+    assert _sh("exit 1").image_exists("x") is False
+    with pytest.raises(RuntimeCommandError, match="check whether 'v' exists"):
+        _sh("echo 'database is locked' >&2; exit 125").volume_exists("v")
+
+
+def test_inspect_translates_errors() -> None:
+    with pytest.raises(ContainerNotFoundError, match="no container 'app'"):
+        _sh("echo 'Error: no such container app' >&2; exit 125").inspect("app")
+    with pytest.raises(RuntimeCommandError, match="Cannot inspect container 'app'"):
+        _sh("echo 'permission denied' >&2; exit 125").inspect("app")
+    with pytest.raises(RuntimeCommandError, match="printed no container"):
+        _sh("echo '[]'").inspect("app")
+
+
+def test_a_failing_command_names_the_command_and_its_output() -> None:
+    with pytest.raises(RuntimeCommandError) as err:
+        _sh("echo 'boom' >&2; exit 3").save_image("img", Path("/tmp/x"))
+    assert err.value.argv[-3:] == ["-o", "/tmp/x", "img"]
+    assert "boom" in str(err.value)
+
+
+def test_crit_missing_is_a_clear_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(runtime_tools, "CRIT", str(tmp_path / "no-crit"))
+    with pytest.raises(RuntimeCommandError, match="crit is not installed"):
+        runtime_tools.crit_decode(tmp_path / "core-1.img")
+
+
+def test_store_ref_hashes_stably_and_by_value() -> None:
+    a = StoreRef("s3://bucket/ferry", {"endpoint_url": "http://x"}, "creds")
+    b = StoreRef("s3://bucket/ferry", {"endpoint_url": "http://x"}, "creds")
+    assert a == b and hash(a) == hash(b)
+    assert hash_objects(a) == hash_objects(b) is not None
+    assert hash_objects(a) != hash_objects(a.at("s3://bucket/other"))
+    assert hash_objects(a) != hash_objects(StoreRef("s3://bucket/ferry", {"endpoint_url": "http://y"}, "creds"))
+
+
+def test_store_of() -> None:
+    assert store_of("s3://b/ferry/app/2026-app.tar.zst") == "s3://b/ferry"
