@@ -12,11 +12,14 @@ container, volume, mount or process is left; no marker file exists.
 
 from __future__ import annotations
 
+import contextlib
+import functools
 import os
 import re
 import signal
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,25 +42,25 @@ class VfsHost(Host):
         return [base[0], "--storage-driver", "vfs", *base[1:]]
 
 
-_UNSIGNED_FLAG: list[str] | None = None
-
-
 def unsigned_flag(env: dict[str, str]) -> list[str]:
     """``--allow-unsigned`` once the CLI has it. Until then no signing key is configured in the
     lab, so a plain restore accepts an unsigned archive just the same."""
-    global _UNSIGNED_FLAG
-    if _UNSIGNED_FLAG is None:
-        helptext = subprocess.run(
-            [sys.executable, "-m", "ferry.cli", "restore", "--help"],
-            capture_output=True,
-            text=True,
-            env=env,
-            cwd=REPO,
-            timeout=300,
-            check=False,
-        ).stdout
-        _UNSIGNED_FLAG = ["--allow-unsigned"] if "--allow-unsigned" in helptext else []
-    return _UNSIGNED_FLAG
+    return ["--allow-unsigned"] if _cli_has_allow_unsigned(env.get("PYTHONPATH", "")) else []
+
+
+@functools.cache
+def _cli_has_allow_unsigned(pythonpath: str) -> bool:
+    env = {**os.environ, "PYTHONPATH": pythonpath}
+    helptext = subprocess.run(
+        [sys.executable, "-m", "ferry.cli", "restore", "--help"],
+        capture_output=True,
+        text=True,
+        env=env,
+        cwd=REPO,
+        timeout=300,
+        check=False,
+    ).stdout
+    return "--allow-unsigned" in helptext
 
 
 def restore_hostile(
@@ -213,21 +216,37 @@ class Attempt:
         for vol in sorted(now.volumes - view.volumes):
             out.append(f"volume left in the store: {vol}")
             lab.target.podman("volume", "rm", "-f", vol, check=False)
-        for pid, cmdline in sorted(pids_with([lab.marker, self.name]).items()):
-            if pid not in view.pids:
-                out.append(f"process left running: {pid} {cmdline}")
-                _kill(pid)
+        for pid, cmdline in sorted(_lasting(pids_with([lab.marker, self.name]), view.pids).items()):
+            out.append(f"process left running: {pid} {cmdline}")
+            _kill(pid)
         after = mounts_below(lab.watched_mounts)
         out += [f"mount gone: {m}" for m in sorted(view.mounts - after)]
         out += [f"mount left: {m}" for m in sorted(after - view.mounts)]
         return out
 
 
-def _kill(pid: int) -> None:
+def _parent(pid: int) -> int:
     try:
-        os.kill(pid, signal.SIGKILL)
-    except ProcessLookupError:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("PPid:"):
+                return int(line.split()[1])
+    except OSError:
         pass
+    return 0
+
+
+def _lasting(now: dict[int, str], before: dict[int, str]) -> dict[int, str]:
+    """New processes that are not a passing fork of one seen before (the workload forks for
+    every ``usleep``, and a fork shows its parent's command line until it execs)."""
+    new = {pid: cmd for pid, cmd in now.items() if pid not in before and _parent(pid) not in before}
+    if new:
+        time.sleep(1)
+    return {pid: cmd for pid, cmd in new.items() if os.path.exists(f"/proc/{pid}") and _parent(pid) not in before}
+
+
+def _kill(pid: int) -> None:
+    with contextlib.suppress(ProcessLookupError):
+        os.kill(pid, signal.SIGKILL)
 
 
 def _describe(before: Any, after: Any) -> str:

@@ -205,7 +205,9 @@ def _pid1_privileges(atk: Attempt) -> list[str]:
 # spec.dump: runc acts on it as root
 
 
-@pytest.mark.parametrize("hook", ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"])
+@pytest.mark.parametrize(
+    "hook", ["prestart", "createRuntime", "createContainer", "startContainer", "poststart", "poststop"]
+)
 def test_spec_hook_runs_a_host_command(lab: Lab, atk: Attempt, hook: str) -> None:
     u = _clone(lab)
     spec = u.json(SPEC)
@@ -220,7 +222,9 @@ def test_spec_hooks_in_a_second_spelling_that_python_does_not_see(lab: Lab, atk:
     Python reader of ``spec["hooks"]`` sees an empty object."""
     u = _clone(lab)
     spec = u.json(SPEC)
-    text = json.dumps(spec)[:-1] + ", " + json.dumps({"Hooks": {"Prestart": [_shell_hook(atk)]}})[1:-1] + ', "hooks": {}}'
+    text = (
+        json.dumps(spec)[:-1] + ", " + json.dumps({"Hooks": {"Prestart": [_shell_hook(atk)]}})[1:-1] + ', "hooks": {}}'
+    )
     u.set(SPEC, text.encode())
     atk.refused(u, r"hook|duplicate|spelling|twice")
 
@@ -228,7 +232,9 @@ def test_spec_hooks_in_a_second_spelling_that_python_does_not_see(lab: Lab, atk:
 def test_spec_extra_bind_mount_of_a_host_directory(lab: Lab, atk: Attempt) -> None:
     u = _clone(lab)
     spec = u.json(SPEC)
-    spec["mounts"].append({"destination": "/hostdir", "type": "bind", "source": str(atk.dir), "options": ["rbind", "rw"]})
+    spec["mounts"].append(
+        {"destination": "/hostdir", "type": "bind", "source": str(atk.dir), "options": ["rbind", "rw"]}
+    )
     u.set_json(SPEC, spec)
     atk.refused(u, r"mount", exploit=_exec_writes("/hostdir/pwned"))
 
@@ -240,7 +246,9 @@ def test_spec_second_mount_on_a_destination_podman_replaces(lab: Lab, atk: Attem
     u = _clone(lab)
     spec = u.json(SPEC)
     source = atk.dir if destination == "/dev/shm" else atk.dir / "victim"
-    spec["mounts"].append({"destination": destination, "type": "bind", "source": str(source), "options": ["rbind", "rw"]})
+    spec["mounts"].append(
+        {"destination": destination, "type": "bind", "source": str(source), "options": ["rbind", "rw"]}
+    )
     u.set_json(SPEC, spec)
     target = "/dev/shm/pwned" if destination == "/dev/shm" else "/etc/hosts"
     atk.refused(u, r"mount|" + destination, exploit=_exec_writes(target))
@@ -268,7 +276,7 @@ def test_spec_grants_every_capability(lab: Lab, atk: Attempt) -> None:
     names = [n for n in _cap_names() if _cap_names()[n] <= last]
     u = _clone(lab)
     spec = u.json(SPEC)
-    spec["process"]["capabilities"] = {k: names for k in ("bounding", "effective", "permitted", "inheritable")}
+    spec["process"]["capabilities"] = dict.fromkeys(("bounding", "effective", "permitted", "inheritable"), names)
     u.set_json(SPEC, spec)
     atk.refused(u, r"capabilit", exploit=_exec_privileges)
 
@@ -410,7 +418,9 @@ def test_config_timezone_climbs_out_of_zoneinfo(lab: Lab, atk: Attempt) -> None:
 
     def exploit(a: Attempt) -> list[str]:
         proc = a.exec("cat", "/etc/localtime")
-        return _harm_if(proc.stdout.encode(errors="surrogateescape")[:64] == secret.read_bytes()[:64], "host file copied in")
+        return _harm_if(
+            proc.stdout.encode(errors="surrogateescape")[:64] == secret.read_bytes()[:64], "host file copied in"
+        )
 
     atk.refused(u, r"timezone", exploit=exploit)
 
@@ -640,7 +650,10 @@ def _cli_env(host: Host, tmp_path: Path) -> dict[str, str]:
 
 def _userdata(host: Host, name: str) -> list[Path]:
     cid = host.podman("inspect", "--format", "{{.Id}}", name).stdout.strip()
-    return [host.base / "root" / "overlay-containers" / cid / "userdata", host.base / "run" / "overlay-containers" / cid / "userdata"]
+    return [
+        host.base / "root" / "overlay-containers" / cid / "userdata",
+        host.base / "run" / "overlay-containers" / cid / "userdata",
+    ]
 
 
 def _mounted(path: Path) -> bool:
