@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from tests.archive_forge import Unpacked, tree_state
+from tests.archive_forge import Sealed, Unpacked, tree_state
 from tests.helpers import Host
 
 REPO = Path(__file__).resolve().parents[1]
@@ -64,11 +64,12 @@ def _cli_has_allow_unsigned(pythonpath: str) -> bool:
 
 
 def restore_hostile(
-    archive: Unpacked, *, store: Path, name: str, env: dict[str, str], stem: str = "attack"
+    archive: Unpacked | Sealed, *, store: Path, name: str, env: dict[str, str], stem: str = "attack"
 ) -> subprocess.CompletedProcess[str]:
-    """THE way every attack is restored: sealed, put in a file:// store, ``ferry restore URL
-    --name NAME --allow-unsigned`` as an operator would type it."""
-    url = archive.seal(stem).put(store, archive.manifest["container"]["name"])
+    """THE way every attack is restored: sealed (unless it comes sealed already), put in a
+    file:// store, ``ferry restore URL --name NAME --allow-unsigned`` as an operator would."""
+    sealed = archive.seal(stem) if isinstance(archive, Unpacked) else archive
+    url = sealed.put(store, "app")
     argv = [sys.executable, "-m", "ferry.cli", "restore", url, "--name", name, *unsigned_flag(env)]
     return subprocess.run(argv, capture_output=True, text=True, env=env, cwd=REPO, timeout=900, check=False)
 
@@ -157,7 +158,7 @@ class Attempt:
 
     def refused(
         self,
-        archive: Unpacked,
+        archive: Unpacked | Sealed,
         match: str,
         *,
         exploit: Exploit | None = None,

@@ -15,8 +15,11 @@ image, an image holding ``/data/link -> /`` and a Podman secret.
 
 from __future__ import annotations
 
+import gzip
+import io
 import json
 import os
+import re
 import shutil
 import subprocess
 import tarfile
@@ -25,10 +28,24 @@ from pathlib import Path
 
 import pytest
 
+from ferry.archive.compression import SUFFIX
 from flows.snapshot import snapshot
 from tests import criu_image_forge as criu
-from tests.archive_forge import DIFF, Entry, Member, Unpacked, deep_json, make_sentinel, pack_tar, tree_state
-from tests.attack_lab import Attempt, Lab, VfsHost, restore_hostile
+from tests.archive_forge import (
+    DIFF,
+    MANIFEST,
+    Entry,
+    Member,
+    Sealed,
+    Unpacked,
+    deep_json,
+    make_sentinel,
+    pack,
+    pack_tar,
+    sha256,
+    tree_state,
+)
+from tests.attack_lab import Attempt, Lab, VfsHost, mounts_below, restore_hostile
 from tests.helpers import IMAGE, ULIMITS, WORKLOAD, Host, build_rootfs_tar, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu, pytest.mark.usefixtures("prefect_harness")]
@@ -150,8 +167,6 @@ def atk(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Attempt]:
 
 
 def _mounts_under(folder: Path) -> list[str]:
-    from tests.attack_lab import mounts_below
-
     return sorted(mounts_below([str(folder)]))
 
 
@@ -326,6 +341,22 @@ def test_spec_host_namespace(lab: Lab, atk: Attempt, kind: str) -> None:
     atk.refused(u, r"namespace|" + kind, exploit=exploit)
 
 
+def test_spec_unmasks_and_unprotects_proc(lab: Lab, atk: Attempt) -> None:
+    """No masked or read-only paths: /proc/kcore, /proc/sysrq-trigger, /proc/sys as Podman
+    would never hand them to a container."""
+    u = _clone(lab)
+    spec = u.json(SPEC)
+    spec["linux"]["maskedPaths"] = []
+    spec["linux"]["readonlyPaths"] = []
+    u.set_json(SPEC, spec)
+
+    def exploit(a: Attempt) -> list[str]:
+        proc = a.exec("sh", "-c", "grep -c -E ' /proc/(kcore|sysrq-trigger|sys) ' /proc/self/mountinfo")
+        return _harm_if(proc.stdout.strip() == "0", "exec'd processes see /proc/kcore and /proc/sys unmasked")
+
+    atk.refused(u, r"masked|readonly|read-only", exploit=exploit)
+
+
 def test_spec_passes_a_host_device(lab: Lab, atk: Attempt) -> None:
     u = _clone(lab)
     spec = u.json(SPEC)
@@ -496,11 +527,9 @@ def test_volume_tar_writes_through_an_absolute_symlink(lab: Lab, atk: Attempt) -
 def test_criu_tmpfs_image_writes_through_an_absolute_symlink(lab: Lab, atk: Attempt) -> None:
     """CRIU untars checkpoint/tmpfs-dev-*.tar.gz.img (the contents of the container's tmpfs
     mounts) itself: the same confinement applies."""
-    import gzip
-
     u = _clone(lab)
     member = next(m for m in u.members if m.info.name.startswith("checkpoint/tmpfs-dev-"))
-    with tarfile.open(fileobj=__import__("io").BytesIO(gzip.decompress(member.data or b"")), mode="r:") as tar:
+    with tarfile.open(fileobj=io.BytesIO(gzip.decompress(member.data or b"")), mode="r:") as tar:
         inner = [Member(i, tar.extractfile(i).read() if i.isreg() else None) for i in tar]  # type: ignore[union-attr]
     member.data = gzip.compress(pack_tar([*inner, *_escape_entries(atk)], tarfile.GNU_FORMAT))
     member.info.size = len(member.data)
@@ -557,7 +586,7 @@ def _retyped_diff(u: Unpacked, name: str, data: bytes, typeflag: bytes) -> None:
     """Add a regular file to the diff, then make its header say ``typeflag`` (GNU sparse 'S'
     with a one-extent map covering the data, or contiguous '7')."""
     raw = bytearray(pack_tar([*u.diff(), Member.of(Entry(name, data))], tarfile.GNU_FORMAT))
-    with tarfile.open(fileobj=__import__("io").BytesIO(bytes(raw)), mode="r:") as tar:
+    with tarfile.open(fileobj=io.BytesIO(bytes(raw)), mode="r:") as tar:
         offset = tar.getmember(name).offset
     header = raw[offset : offset + 512]
     header[156:157] = typeflag
@@ -598,13 +627,19 @@ def test_dump_nested_100k_deep(lab: Lab, atk: Attempt, member: str) -> None:
     u = _clone(lab)
     text = (u.find(member).data or b"").rstrip()
     u.set(member, text[:-1] + b', "deep": ' + deep_json(DEPTH) + b"}")
-    atk.refused(u, re_escape(member))
+    atk.refused(u, re.escape(member))
 
 
-def re_escape(text: str) -> str:
-    import re
-
-    return re.escape(text)
+def test_manifest_and_sidecar_nested_100k_deep(lab: Lab, atk: Attempt) -> None:
+    """The manifest inside and the store's sidecar, both with a 100k-deep field: consistent
+    with each other and with the bytes, so only bounded parsing can refuse them cleanly."""
+    u = _clone(lab)
+    raw = json.dumps(u.recomputed())[:-1].encode() + b', "deep": ' + deep_json(DEPTH) + b"}"
+    data = pack([*u.members, Member.of(Entry(MANIFEST, raw))], u.compression)
+    filename = "attack" + SUFFIX[u.compression]
+    record = {"archive": filename, "size": len(data), "sha256": sha256(data), "compression": u.compression}
+    sidecar = json.dumps({**record, "manifest": "@"}).encode().replace(b'"@"', raw)
+    atk.refused(Sealed(filename, data, sidecar), r"manifest|sidecar|\.ferry\.json")
 
 
 # ---------------------------------------------------------------------------------------------
