@@ -136,6 +136,8 @@ class Lab:
 
 
 Exploit = Callable[["Attempt"], list[str]]
+#: Error areas of a failure inside Podman, runc or CRIU: too late to count as a refusal.
+PODMAN_AREAS = ("restore", "runtime", "dump")
 
 
 @dataclass
@@ -172,25 +174,39 @@ class Attempt:
         must_be_absent = [self.marker, *absent]
         view = lab.view(self.name)
 
-        proc = restore_hostile(archive, store=lab.store / self.name, name=self.name, env=lab.env)
-
-        said = (proc.stdout + proc.stderr).strip()
         harm: list[str] = []
-        if proc.returncode == 0:
-            self.restored = True
-            harm.append(f"RESTORED (exit 0): {proc.stdout.strip()[-300:]}")
-            if exploit is not None:
-                harm += [f"exploit: {h}" for h in exploit(self)]
-        else:
-            if "Traceback" in said or "unexpectedly" in said:
-                harm.append(f"not a clean refusal: {said[-1500:]}")
-            if not re.search(match, said, re.IGNORECASE):
-                harm.append(f"refusal does not name the problem (/{match}/): {said[-700:]}")
-        harm += self._compare(before, before, must_be_absent, "after the restore")
-        middle = {p: path_state(p) for p in watched}
-        harm += self._leftovers(view)
+        try:
+            proc = restore_hostile(archive, store=lab.store / self.name, name=self.name, env=lab.env)
+            said = (proc.stdout + proc.stderr).strip()
+            print(f"ferry restore exit {proc.returncode}: {said[-2000:]}")
+            harm += self._judge(proc.returncode, said, match, exploit)
+            harm += self._compare(before, before, must_be_absent, "after the restore")
+        finally:
+            middle = {p: path_state(p) for p in watched}
+            harm += self._leftovers(view)
         harm += self._compare(before, middle, must_be_absent, "when what the restore left was removed")
         assert not harm, f"attack {self.name}:\n  - " + "\n  - ".join(harm)
+
+    def _judge(self, code: int, said: str, match: str, exploit: Exploit | None) -> list[str]:
+        """Was it ferry that refused, cleanly and by name? If it restored, what can it do?"""
+        if code == 0:
+            self.restored = True
+            harm = [f"RESTORED (exit 0): {said[-300:]}"]
+            if exploit is not None:
+                try:
+                    harm += [f"exploit: {h}" for h in exploit(self)]
+                except Exception as exc:  # the exploit is evidence only; never stop the clean-up
+                    harm.append(f"exploit could not run: {type(exc).__name__}: {exc}")
+            return harm
+        harm = []
+        if "Traceback" in said or "unexpectedly" in said:
+            harm.append(f"not a clean refusal: {said[-1500:]}")
+        area = re.search(r"ferry restore failed \((\w+)\)", said)
+        if area is None or area.group(1) in PODMAN_AREAS:
+            harm.append(f"not refused by ferry: Podman, runc or CRIU failed instead: {said[-900:]}")
+        elif not re.search(match, said, re.IGNORECASE):
+            harm.append(f"refusal does not name the problem (/{match}/): {said[-700:]}")
+        return harm
 
     def _compare(self, before: dict[Path, Any], last: dict[Path, Any], absent: list[Path], when: str) -> list[str]:
         """What differs from ``before`` and was not already reported at ``last``."""

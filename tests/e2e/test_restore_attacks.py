@@ -16,6 +16,7 @@ image, an image holding ``/data/link -> /`` and a Podman secret.
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -156,9 +157,14 @@ def lab(
 def atk(lab: Lab, request: pytest.FixtureRequest) -> Iterator[Attempt]:
     """This attack's container name, its own target tree on the host and a marker path."""
     short = request.node.name.removeprefix("test_").replace("[", "-").replace("]", "")
-    short = "".join(c if c.isalnum() or c == "-" else "-" for c in short)[:40].strip("-")
+    digest = hashlib.sha256(short.encode()).hexdigest()[:6]
+    short = "".join(c if c.isalnum() or c == "-" else "-" for c in short)[:36].strip("-") + "-" + digest
     name = f"atk-{short}"
     folder = lab.attacks / short
+    # The target store holds no container or volume of its own: whatever is there was left by
+    # an earlier attempt (already reported by it) and would make this one fail for its reason.
+    lab.target.podman("rm", "-af", "-t", "0", check=False)
+    lab.target.podman("volume", "prune", "-f", check=False)
     make_sentinel(folder / "target")
     (folder / "attacker").mkdir()
     yield Attempt(lab, name, folder / "target", folder / "marker")
@@ -322,7 +328,7 @@ def test_spec_host_namespace(lab: Lab, atk: Attempt, kind: str) -> None:
     spec = u.json(SPEC)
     spaces = [n for n in spec["linux"]["namespaces"] if n["type"] != kind]
     if kind == "network":
-        spaces.append({"type": "network", "path": "/proc/1/ns/net"})
+        spaces.append({"type": "network", "path": f"/proc/{os.getpid()}/ns/net"})
         config = u.json(CONFIG)
         config.update(createNetNS=False, networkMode="host")
         config.pop("newNetworks", None)
@@ -335,8 +341,8 @@ def test_spec_host_namespace(lab: Lab, atk: Attempt, kind: str) -> None:
         pid = a.pid()
         if not pid:
             return []
-        same = os.readlink(f"/proc/{pid}/ns/{short}") == os.readlink(f"/proc/1/ns/{short}")
-        return _harm_if(same, f"the restored container shares the host's {kind} namespace")
+        same = os.readlink(f"/proc/{pid}/ns/{short}") == os.readlink(f"/proc/self/ns/{short}")
+        return _harm_if(same, f"the restored container shares the host's (this test's) {kind} namespace")
 
     atk.refused(u, r"namespace|" + kind, exploit=exploit)
 
