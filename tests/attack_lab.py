@@ -199,7 +199,7 @@ class Attempt:
                     harm.append(f"exploit could not run: {type(exc).__name__}: {exc}")
             return harm
         harm = []
-        if "Traceback" in said or "unexpectedly" in said:
+        if any(sign in said for sign in ("Traceback", "unexpectedly", "RecursionError", "MemoryError")):
             harm.append(f"not a clean refusal: {said[-1500:]}")
         area = re.search(r"ferry restore failed \((\w+)\)", said)
         if area is None or area.group(1) in PODMAN_AREAS:
