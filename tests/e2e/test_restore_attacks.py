@@ -419,13 +419,18 @@ def test_config_shm_dir_is_a_host_directory(lab: Lab, atk: Attempt) -> None:
 
 
 def test_config_cgroup_parent_makes_a_host_cgroup(lab: Lab, atk: Attempt) -> None:
-    parent = f"/ferry-attack-{os.getpid()}"
-    made = Path("/sys/fs/cgroup") / parent.lstrip("/")
+    """cgroupfs: Podman and runc create the parent in every controller of the host's hierarchy
+    (v1 here: /sys/fs/cgroup/<controller>/<parent>, and nothing removes it afterwards)."""
+    parent = f"ferry-attack-{os.getpid()}"
+    made = [Path("/sys/fs/cgroup") / c.name / parent for c in Path("/sys/fs/cgroup").iterdir() if c.is_dir()]
+    made.append(Path("/sys/fs/cgroup") / parent)
     try:
-        atk.refused(_config_edit(lab, cgroupParent=parent), r"cgroupParent|cgroup", absent=[made])
+        atk.refused(_config_edit(lab, cgroupParent="/" + parent), r"cgroupParent|cgroup", absent=made)
     finally:
-        for leaf in sorted(made.glob("**/"), key=lambda p: len(p.parts), reverse=True) if made.exists() else []:
-            leaf.rmdir()
+        for top in made:
+            if top.is_dir():
+                for leaf in sorted((p for p in top.glob("**/") if p.is_dir()), key=lambda p: -len(p.parts)):
+                    leaf.rmdir()
 
 
 def test_config_rootfs_is_a_host_directory(lab: Lab, atk: Attempt) -> None:
