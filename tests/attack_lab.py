@@ -136,8 +136,8 @@ class Lab:
 
 
 Exploit = Callable[["Attempt"], list[str]]
-#: Error areas of a failure inside Podman, runc or CRIU: too late to count as a refusal.
-PODMAN_AREAS = ("restore", "runtime", "dump")
+#: ferry's error for a failed `podman container restore`: Podman was asked, too late to refuse.
+PODMAN_RESTORE_RAN = re.compile(r"^Command: .*podman.* container restore ", re.MULTILINE)
 
 
 @dataclass
@@ -201,8 +201,7 @@ class Attempt:
         harm = []
         if any(sign in said for sign in ("Traceback", "unexpectedly", "RecursionError", "MemoryError")):
             harm.append(f"not a clean refusal: {said[-1500:]}")
-        area = re.search(r"ferry restore failed \((\w+)\)", said)
-        if area is None or area.group(1) in PODMAN_AREAS:
+        if "ferry restore failed (" not in said or PODMAN_RESTORE_RAN.search(said):
             harm.append(f"not refused by ferry: Podman, runc or CRIU failed instead: {said[-900:]}")
         elif not re.search(match, said, re.IGNORECASE):
             harm.append(f"refusal does not name the problem (/{match}/): {said[-700:]}")
