@@ -555,6 +555,36 @@ def test_criu_tmpfs_image_writes_through_an_absolute_symlink(lab: Lab, atk: Atte
 # CRIU images: the restored process gets the credentials written in core-*.img
 
 
+def test_the_forged_core_image_says_what_the_attack_claims(lab: Lab, tmp_path: Path) -> None:
+    """Self-check of the forge (no restore): CRIU's own decoder, crit, reads the rewritten
+    core image with the full capability set and seccomp off, and every other field unchanged."""
+    member = next(m for m in lab.base.members if m.info.name.startswith("checkpoint/core-") and m.data)
+    caps = criu.process_caps("self", "CapBnd")
+    decoded = {}
+    for label, data in (
+        ("before", member.data),
+        ("after", criu.rewrite_core(member.data or b"", caps=caps, seccomp_off=True)),
+    ):
+        (tmp_path / label).write_bytes(data or b"")
+        out = subprocess.run(
+            ["crit", "decode", "-i", str(tmp_path / label)], capture_output=True, text=True, check=True
+        )
+        decoded[label] = json.loads(out.stdout)["entries"][0]
+    before, after = decoded["before"], decoded["after"]
+    creds = after["thread_core"]["creds"]
+    for key in ("cap_inh", "cap_prm", "cap_eff", "cap_bnd"):
+        assert creds[key] == criu.cap_words(caps), key
+    assert before["thread_core"]["seccomp_mode"] == "filter"
+    assert after["thread_core"]["seccomp_mode"] == "disabled" and "seccomp_filter" not in after["thread_core"]
+    for part in (before, after):
+        (
+            part["thread_core"].pop("creds"),
+            part["thread_core"].pop("seccomp_mode"),
+            part["thread_core"].pop("seccomp_filter", 0),
+        )
+    assert after == before
+
+
 @pytest.mark.parametrize("change", ["capabilities", "seccomp", "both"])
 def test_criu_core_image_raises_credentials(lab: Lab, atk: Attempt, change: str) -> None:
     caps = criu.process_caps("self", "CapBnd") if change != "seccomp" else None
