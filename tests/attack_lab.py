@@ -198,9 +198,9 @@ class Attempt:
                 except Exception as exc:  # the exploit is evidence only; never stop the clean-up
                     harm.append(f"exploit could not run: {type(exc).__name__}: {exc}")
             return harm
-        harm = []
         if any(sign in said for sign in ("Traceback", "unexpectedly", "RecursionError", "MemoryError")):
-            harm.append(f"not a clean refusal: {said[-1500:]}")
+            return [f"not a clean refusal: {said[-1500:]}"]
+        harm = []
         if "ferry restore failed (" not in said or PODMAN_RESTORE_RAN.search(said):
             harm.append(f"not refused by ferry: Podman, runc or CRIU failed instead: {said[-900:]}")
         elif not re.search(match, said, re.IGNORECASE):
@@ -213,7 +213,7 @@ class Attempt:
         for path, state in before.items():
             now = path_state(path)
             if now != state and now != last[path]:
-                out.append(f"{path} changed {when}: {_describe(state, now)}")
+                out.append(f"{path} changed {when}: {describe(state, now)}")
         for path in absent:
             if os.path.lexists(path) and (last is before or path not in self._seen):
                 self._seen.add(path)
@@ -265,7 +265,7 @@ def _kill(pid: int) -> None:
         os.kill(pid, signal.SIGKILL)
 
 
-def _describe(before: Any, after: Any) -> str:
+def describe(before: Any, after: Any) -> str:
     if before is None or after is None:
         return f"{'absent' if before is None else 'present'} -> {'absent' if after is None else 'present'}"
     if isinstance(before, dict):

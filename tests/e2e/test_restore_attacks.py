@@ -46,7 +46,7 @@ from tests.archive_forge import (
     sha256,
     tree_state,
 )
-from tests.attack_lab import Attempt, Exploit, Lab, VfsHost, mounts_below, restore_hostile
+from tests.attack_lab import Attempt, Exploit, Lab, VfsHost, describe, mounts_below, restore_hostile
 from tests.helpers import IMAGE, ULIMITS, WORKLOAD, Host, build_rootfs_tar, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu, pytest.mark.usefixtures("prefect_harness")]
@@ -701,8 +701,7 @@ def test_unchanged_snapshot_restores_on_another_store_and_leaves_the_original_al
         lab.target.podman("volume", "rm", "-f", VOLUME, check=False)
     assert lab.source.state("app") == "running"
     after = {p: tree_state(p) for p in lab.source_userdata}
-    changed = {str(p): sorted(k for k in after[p] if after[p].get(k) != before[p].get(k)) for p in before}
-    assert after == before, f"the original's files changed: {changed}"
+    assert after == before, f"the original's files changed: { {str(p): describe(before[p], after[p]) for p in before} }"
 
 
 def _snapshot(host: Host, name: str, store: Path) -> str:
@@ -757,8 +756,9 @@ def test_named_copy_beside_its_original_then_removed_leaves_the_original_alone(
     assert host.exec("app", "cat", "/dev/shm/s").strip() == "shm"
     assert {p: p.read_bytes() for p in pidfiles if p.exists()} == pidfiles, "the original's pid files changed"
     after = {p: tree_state(p) for p in userdata}
-    changed = {str(p): sorted(k for k in after[p] if after[p].get(k) != before[p].get(k)) for p in before}
-    assert after == before, f"the original's userdata changed: {changed}"
+    assert after == before, (
+        f"the original's userdata changed: { {str(p): describe(before[p], after[p]) for p in before} }"
+    )
 
 
 def test_restore_where_podman_paths_differ_from_the_source(
