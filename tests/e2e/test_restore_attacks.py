@@ -185,9 +185,11 @@ def _harm_if(ok: bool, text: str) -> list[str]:
 
 
 def _exec_writes(path: str) -> Exploit:
+    """The container writes ``path``; whether that reached the host, the target tree says."""
+
     def exploit(atk: Attempt) -> list[str]:
-        proc = atk.exec("sh", "-c", f"echo pwned > {path}")
-        return _harm_if(proc.returncode == 0, f"the container wrote {path}")
+        atk.exec("sh", "-c", f"echo pwned > {path}")
+        return []
 
     return exploit
 
