@@ -166,8 +166,14 @@ class Attempt:
         exploit: Exploit | None = None,
         watch: Iterable[Path] = (),
         absent: Iterable[Path] = (),
+        or_neutralised: bool = False,
     ) -> None:
-        """Restore ``archive``; assert it was refused by name and changed nothing on the host."""
+        """Restore ``archive``; assert it was refused by name and changed nothing on the host.
+
+        ``or_neutralised``: for host-bound fields every honest archive carries too (the source's
+        pid files, shm mount, cgroup parent...), which ferry rebuilds for this host rather than
+        refuses: a restore is then acceptable, provided it, and removing what it made, changed
+        nothing the attack aimed at."""
         lab = self.lab
         watched = [lab.sentinel, self.dir, *watch, *lab.source_userdata]
         before = {p: path_state(p) for p in watched}
@@ -179,19 +185,19 @@ class Attempt:
             proc = restore_hostile(archive, store=lab.store / self.name, name=self.name, env=lab.env)
             said = (proc.stdout + proc.stderr).strip()
             print(f"ferry restore exit {proc.returncode}: {said[-2000:]}")
-            harm += self._judge(proc.returncode, said, match, exploit)
+            harm += self._judge(proc.returncode, said, match, exploit, or_neutralised)
             harm += self._compare(before, before, must_be_absent, "after the restore")
         finally:
             middle = {p: path_state(p) for p in watched}
-            harm += self._leftovers(view)
+            harm += self._leftovers(view, expected=self.restored and or_neutralised)
         harm += self._compare(before, middle, must_be_absent, "when what the restore left was removed")
         assert not harm, f"attack {self.name}:\n  - " + "\n  - ".join(harm)
 
-    def _judge(self, code: int, said: str, match: str, exploit: Exploit | None) -> list[str]:
+    def _judge(self, code: int, said: str, match: str, exploit: Exploit | None, or_neutralised: bool) -> list[str]:
         """Was it ferry that refused, cleanly and by name? If it restored, what can it do?"""
         if code == 0:
             self.restored = True
-            harm = [f"RESTORED (exit 0): {said[-300:]}"]
+            harm = [] if or_neutralised else [f"RESTORED (exit 0): {said[-300:]}"]
             if exploit is not None:
                 try:
                     harm += [f"exploit: {h}" for h in exploit(self)]
@@ -221,16 +227,19 @@ class Attempt:
                 out.append(f"{path} exists {when} {content!r}")
         return out
 
-    def _leftovers(self, view: HostView) -> list[str]:
-        """Name what the attempt left behind, then remove it so the next attack starts clean."""
+    def _leftovers(self, view: HostView, *, expected: bool = False) -> list[str]:
+        """Name what the attempt left behind, then remove it so the next attack starts clean.
+        ``expected``: the restore was allowed, so its container and volume are no harm."""
         lab, out = self.lab, []
         now = lab.view(self.name)
         for cid in sorted(now.containers - view.containers):
             state = lab.target.podman("inspect", "--format", "{{.Name}} {{.State.Status}}", cid, check=False)
-            out.append(f"container left in the store: {cid[:12]} {state.stdout.strip()}")
+            if not expected:
+                out.append(f"container left in the store: {cid[:12]} {state.stdout.strip()}")
             lab.target.podman("rm", "-f", "-t", "0", cid, check=False)
         for vol in sorted(now.volumes - view.volumes):
-            out.append(f"volume left in the store: {vol}")
+            if not expected:
+                out.append(f"volume left in the store: {vol}")
             lab.target.podman("volume", "rm", "-f", vol, check=False)
         for pid, cmdline in sorted(_lasting(pids_with([lab.marker, self.name]), view.pids).items()):
             out.append(f"process left running: {pid} {cmdline}")
