@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from ferry.errors import FerryError
+from ferry.errors import NightlyFailed
 from ferry.report import table
 from flows.snapshot import snapshot
 from tasks.prune import prune_task
@@ -28,10 +28,6 @@ class Retention(BaseModel):
 
 
 NO_RETENTION = Retention()
-
-
-class NightlyFailed(FerryError):
-    area = "nightly"
 
 
 @flow(name="ferry-nightly", log_prints=True)

@@ -6,7 +6,6 @@ publishes it, by writing the sidecar.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from typing import Any
 
@@ -77,9 +76,17 @@ def discard(
     into the store but never published (it is invisible without its sidecar anyway)."""
     if not archive.key:
         return
-    store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
-    with contextlib.suppress(Exception):
+    url = store_url
+    try:
+        store = ArchiveStore(store_url, resolve(storage_options, storage_secret))
+        url = store.url_of(archive.key)
         store.fs.rm_file(f"{store.root}/{archive.key}")
+    except Exception as exc:  # reported, never raised: the snapshot's own failure is what the caller sees
+        warn(
+            log,
+            f"Could not remove the unpublished archive {url} ({type(exc).__name__}: {exc}); "
+            "it is invisible without its sidecar, and `ferry ls --all` lists it for removal.",
+        )
 
 
 @task(name="discard-unpublished", retries=0, cache_policy=NO_CACHE)

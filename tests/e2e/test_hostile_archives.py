@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from ferry.verification import verify_source
 from flows.restore import restore
 from flows.snapshot import snapshot
 from storage.store import open_archive, read_sidecar
-from tasks.verify import verify_source
 from tests import hostile_corpus as hc
 from tests.helpers import IMAGE, Host, build_rootfs_tar
 
