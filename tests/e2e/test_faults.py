@@ -67,9 +67,20 @@ def cli(host: Host, prefect_harness: None, tmp_path: Path):  # type: ignore[no-u
 
 
 def _counting(host: Host, name: str) -> bool:
-    before = host.counter(name)
+    """Whether the workload's counter moves. Read through /proc on the host, which works on a
+    frozen container too (`podman exec` cannot join a frozen cgroup), and every read must
+    succeed: a failed read is an error, never "stopped counting"."""
+    before = _counter(host, name)
     time.sleep(0.5)
-    return host.counter(name) > before
+    return _counter(host, name) > before
+
+
+def _counter(host: Host, name: str) -> int:
+    pid = host.podman("container", "inspect", "--format", "{{.State.Pid}}", name).stdout.strip()
+    assert pid.isdigit() and int(pid) > 0, f"{name} has no process to read the counter of (pid {pid!r})"
+    # /data/log, not /data/counter: the counter file is truncated before each write, so a read
+    # (or a freeze) can fall between the two; the log only grows, one line per count.
+    return Path(f"/proc/{pid}/root/data/log").read_bytes().count(b"\n")
 
 
 def test_kill_while_frozen_then_rerun_thaws_and_completes(host: Host, cli, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -78,9 +78,9 @@ def lab(
     base = Path(f"/var/tmp/fth/{os.getpid()}-hostile")  # podman: runroot below 50 characters
     sentinel = Path(f"/var/tmp/ferry-sentinel-{os.getpid()}")
     shutil.rmtree(sentinel, ignore_errors=True)
-    hc.make_sentinel(sentinel)
     host = Host(base)
-    try:
+    try:  # a failed setup is cleaned up too
+        hc.make_sentinel(sentinel)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("FERRY_PODMAN", host.env_value)
             mp.setenv("FERRY_STAGING", str(work / "staging"))
