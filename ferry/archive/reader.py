@@ -24,6 +24,7 @@ import zstandard
 from ferry.archive import criu_images, nested, seccomp_bpf
 from ferry.archive import members as m
 from ferry.archive.compression import Compression, decompressing
+from ferry.archive.criu_grants import Grants
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
 from ferry.archive.policy import (
     check_deleted_below_links,
@@ -181,7 +182,7 @@ def _walk(
 
 def _check_credentials(pending: _Pending) -> None:
     """CRIU's images may not grant the restored processes more than the (rebuilt) spec does."""
-    grants = criu_images.Grants.from_spec(pending.spec or {}, must_deny=seccomp_bpf.host_default_denials())
+    grants = Grants.from_spec(pending.spec or {}, must_deny=seccomp_bpf.host_default_denials())
     criu_images.check_core_images(pending.criu_images, grants)
 
 
