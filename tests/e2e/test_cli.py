@@ -154,7 +154,7 @@ def without_default_keys(env: dict[str, str], *args: str) -> subprocess.Complete
 def test_doctor_warns_without_keys(host: Host) -> None:
     doctor = without_default_keys(dict(os.environ, FERRY_PODMAN=host.env_value), "doctor")
     assert doctor.returncode == 0, doctor.stdout + doctor.stderr  # a warning, not a failure
-    assert "warn signing: no signing key" in doctor.stdout and "no trusted keys" in doctor.stdout
+    assert "WARN signing: no signing key" in doctor.stdout and "no trusted keys" in doctor.stdout
     assert "fix: run `ferry keygen`" in doctor.stdout
 
 
