@@ -15,11 +15,14 @@ so the cause stays in the traceback but never in place of the message.
     ├── StoreError(OSError)               object store: cannot read, write, list
     │   ├── ArchiveNotFoundError(FileNotFoundError)
     │   └── AccessDeniedError(PermissionError)
-    └── ArchiveError                      the archive cannot be trusted or read
-        ├── IntegrityError                sizes or sha256 do not match the manifest
-        ├── UnsafeArchiveError            would write outside the container root, device nodes...
-        ├── UnsupportedArchiveError       not a checkpoint archive, newer format, no manifest
-        └── MalformedMemberError(Unsafe…, Unsupported…)   a JSON member that does not parse
+    ├── ArchiveError                      the archive cannot be trusted or read
+    │   ├── IntegrityError                sizes or sha256 do not match the manifest
+    │   ├── UnsafeArchiveError            would write outside the container root, device nodes...
+    │   ├── UnsupportedArchiveError       not a checkpoint archive, newer format, no manifest,
+    │   │                             (also a sidecar that does not parse)
+    │   └── MalformedMemberError(Unsafe…, Unsupported…)   a JSON member that does not parse
+    ├── MigrationFailed                   a migration stage failed (flows/migrate.py says which)
+    └── NightlyFailed                     some containers' nightly snapshots failed (flows/nightly.py)
 """
 
 from __future__ import annotations
@@ -105,3 +108,15 @@ class UnsupportedArchiveError(ArchiveError):
 
 class MalformedMemberError(UnsafeArchiveError, UnsupportedArchiveError):
     """A member that cannot be parsed at all (not JSON, not UTF-8): unreadable and untrusted."""
+
+
+class MigrationFailed(FerryError):
+    """The migration flow's stage on one host (snapshot, restore, source removal) failed."""
+
+    area = "migrate"
+
+
+class NightlyFailed(FerryError):
+    """The nightly flow snapshotted some containers but not all."""
+
+    area = "nightly"

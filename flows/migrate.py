@@ -15,15 +15,11 @@ from prefect import flow
 from prefect.deployments import run_deployment
 from pydantic import Field
 
-from ferry.errors import FerryError
+from ferry.errors import MigrationFailed
 from ferry.options import restore_options
 from ferry.report import Timings, markdown
 from storage.ref import StoreRef
 from tasks.locate import archive_of_run_task
-
-
-class MigrationFailed(FerryError):
-    area = "migrate"
 
 
 def _run(name: str, parameters: dict[str, Any], timeout_s: float) -> Any:

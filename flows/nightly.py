@@ -11,7 +11,7 @@ from typing import Annotated, Any, Literal
 from prefect import flow
 from pydantic import BaseModel, Field
 
-from ferry.errors import FerryError
+from ferry.errors import NightlyFailed
 from ferry.report import table
 from flows.snapshot import snapshot
 from storage.ref import StoreRef
@@ -29,10 +29,6 @@ class Retention(BaseModel):
 
 
 NO_RETENTION = Retention()
-
-
-class NightlyFailed(FerryError):
-    area = "nightly"
 
 
 @flow(name="ferry-nightly", log_prints=True)

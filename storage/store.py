@@ -57,6 +57,15 @@ class Entry:
     sidecar: Sidecar
 
 
+@dataclass(frozen=True)
+class BrokenEntry:
+    """A sidecar in the store that names no usable archive: it does not parse, or its archive
+    is gone. Never skipped in silence: ``ferry ls`` shows it, ``restore --latest`` refuses it."""
+
+    url: str  # the archive's URL (the sidecar's without its suffix)
+    problem: str
+
+
 def _fs(url: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
     if not url:
         raise UsageError("No store URL given. Use e.g. file:///var/lib/ferry/store or s3://bucket/prefix.")
@@ -218,22 +227,35 @@ class ArchiveStore:
 
     def archives(self, container: str | None = None) -> list[Entry]:
         """Complete archives, newest first (per container when ``container`` is given)."""
+        return self.listing(container)[0]
+
+    def listing(self, container: str | None = None) -> tuple[list[Entry], list[BrokenEntry]]:
+        """Complete archives, newest first, and the sidecars that name no usable archive,
+        by URL (whose names sort by time, newest first)."""
         pattern = f"{container}/*{SIDECAR_SUFFIX}" if container else f"*/*{SIDECAR_SUFFIX}"
         with translated("list", self.url):
             paths = self.fs.glob(posixpath.join(self.root, pattern))
         entries = []
+        broken = []
         for path in paths:
+            archive = path[: -len(SIDECAR_SUFFIX)]
             with translated("read", url_for_path(self.fs, path)):
                 data = self.fs.cat_file(path)
+                present = self.fs.exists(archive)
             try:
                 sidecar = Sidecar.from_json(data)
-            except UnsupportedArchiveError:
+            except UnsupportedArchiveError as exc:
+                broken.append(BrokenEntry(url_for_path(self.fs, archive), f"its sidecar cannot be read: {exc}"))
                 continue
-            archive = path[: -len(SIDECAR_SUFFIX)]
-            if self.fs.exists(archive):
-                entries.append(Entry(url_for_path(self.fs, archive), sidecar))
+            if not present:
+                broken.append(
+                    BrokenEntry(url_for_path(self.fs, archive), "its sidecar is there but the archive is not")
+                )
+                continue
+            entries.append(Entry(url_for_path(self.fs, archive), sidecar))
         entries.sort(key=lambda e: (e.sidecar.manifest.created, e.url), reverse=True)
-        return entries
+        broken.sort(key=lambda b: b.url, reverse=True)
+        return entries, broken
 
     def incomplete(self) -> list[str]:
         """What an interrupted upload may have left: archive objects without a sidecar,

@@ -14,7 +14,6 @@ from prefect.cache_policies import NO_CACHE
 from ferry import keys
 from ferry.archive.manifest import Sidecar
 from ferry.archive.signing import sign
-from ferry.errors import FerryError
 from ferry.faults import maybe_fail
 from ferry.report import Progress, warn
 from storage.ref import StoreRef
@@ -66,11 +65,16 @@ def discard(archive: ArchiveResult, ref: StoreRef) -> None:
     is logged, not raised: the snapshot's own error is the one to report."""
     if not archive.key:
         return
+    url = ref.url
     try:
-        ref.open().discard(archive.key)
-    except FerryError as exc:
+        store = ref.open()
+        url = store.url_of(archive.key)
+        store.discard(archive.key)
+    except Exception as exc:  # reported, never raised: the snapshot's own failure is what the caller sees
         warn(
-            log, f"Could not remove the unpublished archive object {archive.key} (invisible without its sidecar): {exc}"
+            log,
+            f"Could not remove the unpublished archive {url} ({type(exc).__name__}: {exc}); "
+            "it is invisible without its sidecar, and `ferry ls --all` lists it for removal.",
         )
 
 

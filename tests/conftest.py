@@ -104,8 +104,8 @@ def staging(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
 _COUNTER = itertools.count()
 
 
-def _host(base: Path, rootfs_tar: Path | None) -> Host:
-    host = Host(base)
+def _host(base: Path, rootfs_tar: Path | None, host: Host | None = None) -> Host:
+    host = host if host is not None else Host(base)
     if rootfs_tar is not None:
         host.podman("import", str(rootfs_tar), IMAGE)
     return host
@@ -116,11 +116,14 @@ def host(real_criu: None, rootfs_tar: Path, monkeypatch: pytest.MonkeyPatch) -> 
     """The source host: a private Podman store with the test image; FERRY_PODMAN points at it."""
     # Podman refuses a runroot longer than 50 characters: keep these paths short.
     base = Path(f"/var/tmp/fth/{os.getpid()}-{next(_COUNTER)}a")
-    h = _host(base, rootfs_tar)
-    monkeypatch.setenv("FERRY_PODMAN", h.env_value)
-    yield h
-    h.cleanup()
-    shutil.rmtree(base, ignore_errors=True)
+    h = Host(base)
+    try:  # a failed setup (the image import) is cleaned up too
+        _host(base, rootfs_tar, h)
+        monkeypatch.setenv("FERRY_PODMAN", h.env_value)
+        yield h
+    finally:
+        h.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -128,12 +131,14 @@ def other_host(host: Host) -> Iterator[Host]:
     """A second, separate store with the same image (same id: saved and loaded)."""
     base = Path(str(host.base)[:-1] + "b")
     h = Host(base)
-    archive = host.base / "image.tar"
-    host.podman("save", "-o", str(archive), IMAGE)
-    h.podman("load", "-i", str(archive))
-    yield h
-    h.cleanup()
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        archive = host.base / "image.tar"
+        host.podman("save", "-o", str(archive), IMAGE)
+        h.podman("load", "-i", str(archive))
+        yield h
+    finally:
+        h.cleanup()
+        shutil.rmtree(base, ignore_errors=True)
 
 
 @pytest.fixture
@@ -141,6 +146,8 @@ def bare_host(host: Host) -> Iterator[Host]:
     """A brand-new store that has never seen the test image: a host after a disaster."""
     base = Path(str(host.base)[:-1] + "c")
     h = Host(base)
-    yield h
-    h.cleanup()
-    shutil.rmtree(base, ignore_errors=True)
+    try:
+        yield h
+    finally:
+        h.cleanup()
+        shutil.rmtree(base, ignore_errors=True)

@@ -114,3 +114,24 @@ def abs_path(value: Any, where: str) -> str:
 
 def empty(value: Any) -> bool:
     return value in (None, "", [], {}, False, 0) or (isinstance(value, Mapping) and not any(value.values()))
+
+
+#: The fix a refusal names when the restore policy could allow what was refused.
+POLICY_FIX = "If this container really needs it, allow it in the restoring host's restore policy (see README)."
+
+
+def refuse(what: str, fix: str = "") -> UnsafeArchiveError:
+    """The error for a rebuilt member's field ferry will not restore."""
+    tail = f" {fix}" if fix else ""
+    return UnsafeArchiveError(f"{what}; refusing the archive.{tail}")
+
+
+def no_unknown(fields: Fields, known: frozenset[str] | set[str]) -> None:
+    """Refuse any field not read so far and not in ``known`` (case-folded, as Go decodes JSON)
+    that holds a value: a field ferry does not know is never passed on."""
+    folded = {k.casefold() for k in known}
+    for key in fields.unread():
+        if key.casefold() in folded:
+            continue
+        if not empty(fields.raw(key)):
+            raise refuse(f"{fields.where} has the field {key!r}, which ferry does not restore")

@@ -9,6 +9,8 @@ from __future__ import annotations
 CHECKPOINT_DIR = "checkpoint"
 INVENTORY = "checkpoint/inventory.img"
 DESCRIPTORS = "checkpoint/descriptors.json"
+PSTREE = "checkpoint/pstree.img"
+CPUINFO = "checkpoint/cpuinfo.img"
 CONFIG_DUMP = "config.dump"
 SPEC_DUMP = "spec.dump"
 NETWORK_STATUS = "network.status"

@@ -20,12 +20,12 @@ Podman creates the restored container from ``config.dump`` as it stands, host pa
 
 from __future__ import annotations
 
-import ipaddress
 import re
 from typing import Any
 
-from ferry.archive import podman_spec
-from ferry.archive.jsonfields import Fields, abs_path, empty, string
+from ferry.archive import jsonfields
+from ferry.archive.jsonfields import POLICY_FIX, Fields, abs_path, empty, no_unknown, string
+from ferry.archive.podman_network import exposed_ports, ip_address, mac_address, networks, port_mapping
 from ferry.archive.rebuild_context import RebuildContext
 from ferry.errors import UnsafeArchiveError
 
@@ -33,7 +33,6 @@ WHERE = "config.dump"
 _ID = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$")
 _TZ = re.compile(r"^(local|[A-Za-z0-9_+-]{1,64}(/[A-Za-z0-9_+-]{1,64}){0,3})$")
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
 _VOLUME_OPTIONS = frozenset(
     [
         "rw",
@@ -59,7 +58,6 @@ _VOLUME_OPTIONS = frozenset(
         "nocopy",
     ]
 )
-_POLICY_FIX = podman_spec._POLICY_FIX
 
 #: Fields that may travel when set, with the reader that checks them.
 _STRINGS = {
@@ -164,7 +162,7 @@ _REFUSED = {
 
 
 def refuse(what: str, fix: str = "") -> UnsafeArchiveError:
-    return podman_spec.refuse(what, fix)
+    return jsonfields.refuse(what, fix)
 
 
 def named_volumes(value: Any) -> list[dict[str, Any]]:
@@ -249,17 +247,17 @@ def rebuild_config(value: Any, spec: dict[str, Any], ctx: RebuildContext) -> dic
             raise refuse(f"{WHERE} umask {umask!r} is not an octal mask")
         out["umask"] = umask
     if config.has("dnsServer"):
-        out["dnsServer"] = [_ip(x, f"{WHERE} dnsServer") for x in config.strs("dnsServer")]
+        out["dnsServer"] = [ip_address(x, f"{WHERE} dnsServer") for x in config.strs("dnsServer")]
     if config.has("staticIP"):
-        out["staticIP"] = _ip(config.text("staticIP", limit=64), f"{WHERE} staticIP")
+        out["staticIP"] = ip_address(config.text("staticIP", limit=64), f"{WHERE} staticIP")
     if config.has("staticMAC"):
-        out["staticMAC"] = _mac(config.raw("staticMAC"), f"{WHERE} staticMAC")
+        out["staticMAC"] = mac_address(config.raw("staticMAC"), f"{WHERE} staticMAC")
     if config.has("exposedPorts"):
-        out["exposedPorts"] = _exposed(config.raw("exposedPorts"))
+        out["exposedPorts"] = exposed_ports(config.raw("exposedPorts"))
     if config.has("newPortMappings"):
-        out["newPortMappings"] = [_port(p, i) for i, p in enumerate(config.seq("newPortMappings"))]
+        out["newPortMappings"] = [port_mapping(p, i) for i, p in enumerate(config.seq("newPortMappings"))]
     if config.has("newNetworks"):
-        out["newNetworks"] = _networks(config.raw("newNetworks"))
+        out["newNetworks"] = networks(config.raw("newNetworks"))
     if config.has("healthcheck") and config.raw("healthcheck") is not None:
         out["healthcheck"] = _healthcheck(config.raw("healthcheck"))
     volumes = named_volumes(value)
@@ -273,14 +271,14 @@ def rebuild_config(value: Any, spec: dict[str, Any], ctx: RebuildContext) -> dic
         "private",
     )
     if shares_host_net and not (policy.host_namespaces or policy.privileged):
-        raise refuse(f"{WHERE} shares this host's network namespace with the container", _POLICY_FIX)
+        raise refuse(f"{WHERE} shares this host's network namespace with the container", POLICY_FIX)
     if config.flag("privileged") and not policy.privileged:
-        raise refuse(f"{WHERE} runs the container --privileged", _POLICY_FIX)
+        raise refuse(f"{WHERE} runs the container --privileged", POLICY_FIX)
     if config.has("privileged"):
         out["privileged"] = config.flag("privileged")
     if config.has("systemd") and config.raw("systemd") is not None:
         if config.flag("systemd") and not policy.privileged:
-            raise refuse(f"{WHERE} runs the container in systemd mode (a writable cgroup tree)", _POLICY_FIX)
+            raise refuse(f"{WHERE} runs the container in systemd mode (a writable cgroup tree)", POLICY_FIX)
         out["systemd"] = config.flag("systemd")
     secrets = config.seq("secrets")
     if secrets and not policy.secrets:
@@ -330,80 +328,6 @@ def _check_labelopts(opts: list[str], ctx: RebuildContext) -> None:
             raise refuse(f"{WHERE} labelopts holds {opt!r}; SELinux labels are this host's")
 
 
-def _ip(value: Any, where: str) -> str:
-    text = string(value, where, limit=64)
-    try:
-        return str(ipaddress.ip_address(text))
-    except ValueError as exc:
-        raise refuse(f"{where} {text!r} is not an IP address") from exc
-
-
-def _mac(value: Any, where: str) -> Any:
-    if isinstance(value, str) and _MAC.match(value):
-        return value
-    if isinstance(value, str) and value == "":
-        return value
-    raise refuse(f"{where} is not a MAC address")
-
-
-def _exposed(value: Any) -> dict[str, list[str]]:
-    ports = Fields(value, f"{WHERE} exposedPorts")
-    out: dict[str, list[str]] = {}
-    for key in ports.unread():
-        if not key.isdigit() or not 0 < int(key) < 65536:
-            raise refuse(f"{WHERE} exposedPorts has {key!r}, not a port")
-        protocols = ports.strs(key)
-        if any(p not in ("tcp", "udp", "sctp") for p in protocols):
-            raise refuse(f"{WHERE} exposedPorts[{key}] has an unknown protocol")
-        out[key] = protocols
-    return out
-
-
-def _port(raw: Any, i: int) -> dict[str, Any]:
-    p = Fields(raw, f"{WHERE} newPortMappings[{i}]")
-    host_ip = p.text("host_ip", limit=64)
-    out: dict[str, Any] = {
-        "host_ip": _ip(host_ip, f"{p.where} host_ip") if host_ip else "",
-        "container_port": p.num("container_port", low=0, high=65535),
-        "host_port": p.num("host_port", low=0, high=65535),
-        "range": p.num("range", 1, low=1, high=65535),
-        "protocol": p.text("protocol", "tcp", limit=32),
-    }
-    if any(x not in ("tcp", "udp", "sctp") for x in out["protocol"].split(",")):
-        raise refuse(f"{p.where} protocol {out['protocol']!r} is unknown")
-    _no_unknown_keys(p, {"host_ip", "container_port", "host_port", "range", "protocol"})
-    return out
-
-
-def _networks(value: Any) -> dict[str, Any]:
-    nets = Fields(value, f"{WHERE} newNetworks")
-    out: dict[str, Any] = {}
-    for name in nets.unread():
-        if not _NAME.match(name):
-            raise refuse(f"{WHERE} newNetworks names {name!r}, not a network name")
-        n = Fields(nets.raw(name), f"{WHERE} newNetworks[{name!r}]")
-        entry: dict[str, Any] = {}
-        iface = n.text("interface_name", limit=15)
-        if iface and not re.match(r"^[A-Za-z0-9_.-]{1,15}$", iface):
-            raise refuse(f"{n.where} interface_name {iface!r} is not an interface name")
-        if iface:
-            entry["interface_name"] = iface
-        ips = [_ip(x, f"{n.where} static_ips") for x in n.strs("static_ips")]
-        if ips:
-            entry["static_ips"] = ips
-        mac = n.raw("static_mac")
-        if mac:
-            entry["static_mac"] = _mac(mac, f"{n.where} static_mac")
-        aliases = n.strs("aliases")
-        if any(not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$", a) for a in aliases):
-            raise refuse(f"{n.where} aliases hold a name that is not a host name")
-        if aliases:
-            entry["aliases"] = aliases
-        _no_unknown_keys(n, {"interface_name", "static_ips", "static_mac", "aliases"})
-        out[name] = entry
-    return out
-
-
 def _healthcheck(value: Any) -> dict[str, Any]:
     h = Fields(value, f"{WHERE} healthcheck")
     out: dict[str, Any] = {"Test": h.strs("Test")}
@@ -435,52 +359,7 @@ def _secret(raw: Any, i: int) -> dict[str, Any]:
 
 
 def _no_unknown_keys(fields: Fields, known: set[str]) -> None:
-    podman_spec._no_unknown(fields, known)
-
-
-def rebuild_network_status(value: Any) -> dict[str, Any]:
-    """network.status: per network, per interface, the addresses and MAC to restore."""
-    where = "network.status"
-    nets = Fields(value, where)
-    out: dict[str, Any] = {}
-    for name in nets.unread():
-        if not _NAME.match(name):
-            raise refuse(f"{where} names {name!r}, not a network name")
-        block = Fields(nets.raw(name), f"{where}[{name!r}]")
-        interfaces = block.obj("interfaces")
-        ifaces: dict[str, Any] = {}
-        for iface in interfaces.unread():
-            if not re.match(r"^[A-Za-z0-9_.-]{1,15}$", iface):
-                raise refuse(f"{where} names the interface {iface!r}")
-            entry = Fields(interfaces.raw(iface), f"{where}[{name!r}] {iface}")
-            subnets = []
-            for j, raw in enumerate(entry.seq("subnets")):
-                sub = Fields(raw, f"{entry.where} subnets[{j}]")
-                ipnet = sub.text("ipnet", limit=64)
-                try:
-                    ipaddress.ip_interface(ipnet)
-                except ValueError as exc:
-                    raise refuse(f"{sub.where} ipnet {ipnet!r} is not an address") from exc
-                item = {"ipnet": ipnet}
-                gateway = sub.text("gateway", limit=64)
-                if gateway:
-                    item["gateway"] = _ip(gateway, f"{sub.where} gateway")
-                _no_unknown_keys(sub, {"ipnet", "gateway"})
-                subnets.append(item)
-            iface_out: dict[str, Any] = {"subnets": subnets}
-            mac = entry.text("mac_address", limit=32)
-            if mac:
-                iface_out["mac_address"] = _mac(mac, f"{entry.where} mac_address")
-            _no_unknown_keys(entry, {"subnets", "mac_address"})
-            ifaces[iface] = iface_out
-        block_out: dict[str, Any] = {"interfaces": ifaces}
-        for key in ("dns_server_ips", "dns_search_domains"):
-            values = block.strs(key)
-            if values:
-                block_out[key] = values
-        _no_unknown_keys(block, {"interfaces", "dns_server_ips", "dns_search_domains"})
-        out[name] = block_out
-    return out
+    no_unknown(fields, known)
 
 
 def rebuild_descriptors(value: Any) -> list[str]:

@@ -8,7 +8,7 @@ generate itself (:class:`ferry.archive.rebuild_context.Defaults`):
 * **travels** (checked): command, environment, working directory, user and groups, rlimits,
   terminal, hostname, resource limits, namespaced sysctls, read-only root, kernel file-system mounts
   (proc, sysfs, tmpfs, devpts, mqueue, cgroup) with plain options, named-volume mounts, capabilities
-  within this host's defaults, a subset of annotations;
+  within this host's defaults, a subset of annotations (mounts: :mod:`ferry.archive.podman_mounts`);
 * **rebuilt for this host**: named-volume sources (this host's volume path), the seccomp profile,
   AppArmor and SELinux labels, device rules, masked and read-only paths (never fewer than the
   defaults); Podman's own bind mounts (/etc/hosts, /etc/resolv.conf, /etc/hostname, /dev/shm,
@@ -26,71 +26,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from ferry.archive import criu_config
-from ferry.archive.jsonfields import Fields, abs_path, empty, string
+from ferry.archive.jsonfields import POLICY_FIX, Fields, abs_path, empty, no_unknown, refuse, string
+from ferry.archive.podman_mounts import rebuild_mounts
 from ferry.archive.rebuild_context import Defaults, RebuildContext
-from ferry.errors import UnsafeArchiveError
 
 WHERE = "spec.dump"
 CRIU_CONFIG_ANNOTATION = criu_config.ANNOTATION
-#: Mounts Podman replaces on restore with this host's own files.
-MANAGED_BINDS = frozenset(
-    {"/dev/shm", "/etc/resolv.conf", "/etc/hostname", "/etc/hosts", "/run/.containerenv", "/run/secrets"}  # noqa: S108
-)
-#: Kernel file systems a container may mount, and the sources Podman gives them.
-KERNEL_FS = {
-    "proc": {"proc"},
-    "sysfs": {"sysfs"},
-    "tmpfs": {"tmpfs", "shm", "none"},
-    "devpts": {"devpts"},
-    "mqueue": {"mqueue"},
-    "cgroup": {"cgroup"},
-    "cgroup2": {"cgroup2", "cgroup"},
-}
-MOUNT_FLAGS = frozenset(
-    [
-        "nosuid",
-        "noexec",
-        "nodev",
-        "ro",
-        "rw",
-        "relatime",
-        "norelatime",
-        "strictatime",
-        "noatime",
-        "nodiratime",
-        "rprivate",
-        "private",
-        "rslave",
-        "slave",
-        "newinstance",
-        "tmpcopyup",
-        "notmpcopyup",
-        "bind",
-        "rbind",
-        "suid",
-        "dev",
-        "exec",
-    ]
-)
-MOUNT_VALUE_OPTIONS = ("mode=", "size=", "gid=", "uid=", "ptmxmode=", "nr_inodes=", "nr_blocks=")
-BIND_FLAGS = frozenset(
-    [
-        "bind",
-        "rbind",
-        "rprivate",
-        "private",
-        "rslave",
-        "slave",
-        "ro",
-        "rw",
-        "nosuid",
-        "nodev",
-        "noexec",
-        "suid",
-        "dev",
-        "exec",
-    ]
-)
 NAMESPACES = frozenset({"pid", "network", "ipc", "uts", "mount", "cgroup"})
 PRIVATE_NAMESPACES = frozenset({"pid", "network", "ipc", "uts", "mount"})
 CAP_SETS = ("bounding", "effective", "permitted", "inheritable", "ambient")
@@ -138,14 +79,6 @@ _LINUX_KEYS = frozenset(
 )
 
 
-def refuse(what: str, fix: str = "") -> UnsafeArchiveError:
-    tail = f" {fix}" if fix else ""
-    return UnsafeArchiveError(f"{what}; refusing the archive.{tail}")
-
-
-_POLICY_FIX = "If this container really needs it, allow it in the restoring host's restore policy (see README)."
-
-
 def rebuild_spec(value: Any, ctx: RebuildContext, volumes: Mapping[str, str]) -> dict[str, Any]:
     """The spec for Podman, from the archived one; ``volumes`` maps destinations to volume names."""
     spec = Fields(value, WHERE)
@@ -156,17 +89,17 @@ def rebuild_spec(value: Any, ctx: RebuildContext, volumes: Mapping[str, str]) ->
     root = spec.obj("root")
     root.text("path")  # the source host's mount point: Podman sets this host's
     out["root"] = {"path": "rootfs", "readonly": root.flag("readonly")}
-    _no_unknown(root, {"path", "readonly"})
+    no_unknown(root, {"path", "readonly"})
     for key in ("hostname", "domainname"):
         name = spec.text(key, limit=253)
         if name and not _HOSTNAME.match(name):
             raise refuse(f"{WHERE} {key} {name!r} is not a host name")
         if name:
             out[key] = name
-    out["mounts"] = _mounts(spec.seq("mounts"), ctx, volumes)
+    out["mounts"] = rebuild_mounts(spec.seq("mounts"), ctx, volumes)
     out["annotations"] = _annotations(spec.obj("annotations"), ctx)
     out["linux"] = _linux(spec.obj("linux"), defaults, ctx)
-    _no_unknown(spec, _TOP_KEYS | {"hooks"})
+    no_unknown(spec, _TOP_KEYS | {"hooks"})
     return out
 
 
@@ -179,15 +112,6 @@ def _refuse_hooks(hooks: Any) -> None:
             "commands runc would run on this host as root during the restore. Hooks never travel in an archive",
             "Configure hooks on the restoring host itself (Podman's hooks directory) if the container needs them.",
         )
-
-
-def _no_unknown(fields: Fields, known: frozenset[str] | set[str]) -> None:
-    folded = {k.casefold() for k in known}
-    for key in fields.unread():
-        if key.casefold() in folded:
-            continue
-        if not empty(fields.raw(key)):
-            raise refuse(f"{fields.where} has the field {key!r}, which ferry does not restore")
 
 
 def _process(p: Fields, defaults: Defaults, ctx: RebuildContext) -> dict[str, Any]:
@@ -209,7 +133,7 @@ def _process(p: Fields, defaults: Defaults, ctx: RebuildContext) -> dict[str, An
     if gids:
         out["user"]["additionalGids"] = gids
     user.text("username")
-    _no_unknown(user, {"uid", "gid", "umask", "additionalGids", "username"})
+    no_unknown(user, {"uid", "gid", "umask", "additionalGids", "username"})
     args = p.strs("args")
     if not args:
         raise refuse(f"{WHERE} process.args is empty: there is no command to restore")
@@ -229,7 +153,7 @@ def _process(p: Fields, defaults: Defaults, ctx: RebuildContext) -> dict[str, An
     out["noNewPrivileges"] = p.flag("noNewPrivileges")
     apparmor = p.text("apparmorProfile", limit=256)
     if apparmor == "unconfined" and defaults.apparmor and not (policy.unconfined or policy.privileged):
-        raise refuse(f"{WHERE} runs the container without AppArmor confinement (unconfined)", _POLICY_FIX)
+        raise refuse(f"{WHERE} runs the container without AppArmor confinement (unconfined)", POLICY_FIX)
     profile = apparmor if apparmor == "unconfined" and (policy.unconfined or policy.privileged) else defaults.apparmor
     if profile:
         out["apparmorProfile"] = profile
@@ -238,10 +162,10 @@ def _process(p: Fields, defaults: Defaults, ctx: RebuildContext) -> dict[str, An
         out["selinuxLabel"] = defaults.selinux
     oom = p.num("oomScoreAdj", low=-1000, high=1000)
     if oom < 0 and not policy.privileged:
-        raise refuse(f"{WHERE} process.oomScoreAdj {oom} shields the container from the OOM killer", _POLICY_FIX)
+        raise refuse(f"{WHERE} process.oomScoreAdj {oom} shields the container from the OOM killer", POLICY_FIX)
     if p.has("oomScoreAdj"):
         out["oomScoreAdj"] = oom
-    _no_unknown(p, _PROCESS_KEYS)
+    no_unknown(p, _PROCESS_KEYS)
     return out
 
 
@@ -263,85 +187,12 @@ def _capabilities(caps: Fields, defaults: Defaults, ctx: RebuildContext) -> dict
         if extra and not ctx.policy.privileged:
             raise refuse(
                 f"{caps.field(key)} grants {', '.join(extra)} beyond this host's default capabilities",
-                _POLICY_FIX,
+                POLICY_FIX,
             )
         if names:
             out[key] = list(dict.fromkeys(names))
-    _no_unknown(caps, set(CAP_SETS))
+    no_unknown(caps, set(CAP_SETS))
     return out
-
-
-def _mounts(raw: list[Any], ctx: RebuildContext, volumes: Mapping[str, str]) -> list[dict[str, Any]]:
-    out: list[dict[str, Any]] = []
-    seen: set[str] = set()
-    managed: set[str] = set()
-    for i, item in enumerate(raw):
-        m = Fields(item, f"{WHERE} mounts[{i}]")
-        dest = abs_path(m.raw("destination"), f"{m.where} destination")
-        kind = m.text("type", limit=64)
-        source = m.text("source", limit=4096)
-        options = m.strs("options")
-        m.raw("uidMappings")
-        m.raw("gidMappings")
-        _no_unknown(m, {"destination", "type", "source", "options"})
-        if not empty(m.raw("uidMappings")) or not empty(m.raw("gidMappings")):
-            raise refuse(f"{m.where} ({dest}) maps user ids")
-        if dest in MANAGED_BINDS:
-            if dest in managed:
-                raise refuse(
-                    f"{WHERE} mounts {dest} twice; Podman replaces only the first with this host's file, "
-                    "so the second would stay as the archive wrote it"
-                )
-            managed.add(dest)
-            continue  # Podman adds this host's own
-        if dest in seen:
-            raise refuse(f"{WHERE} mounts {dest} twice")
-        seen.add(dest)
-        if kind in KERNEL_FS and "bind" not in options and "rbind" not in options:
-            out.append(_kernel_mount(m.where, dest, kind, source, options, ctx))
-        elif kind == "bind" or "bind" in options or "rbind" in options:
-            out.append(_bind_mount(m.where, dest, source, options, ctx, volumes))
-        else:
-            raise refuse(
-                f"{m.where} mounts a {kind!r} file system at {dest}; ferry restores only kernel file "
-                "systems, named volumes and Podman's own files"
-            )
-    return out
-
-
-def _kernel_mount(
-    where: str, dest: str, kind: str, source: str, options: list[str], ctx: RebuildContext
-) -> dict[str, Any]:
-    if source not in KERNEL_FS[kind]:
-        raise refuse(f"{where} mounts {kind} at {dest} from {source!r}")
-    for option in options:
-        if option not in MOUNT_FLAGS and not option.startswith(MOUNT_VALUE_OPTIONS):
-            raise refuse(f"{where} ({dest}) has the mount option {option!r}")
-    if kind in ("sysfs", "cgroup", "cgroup2") and "ro" not in options and not ctx.policy.privileged:
-        raise refuse(f"{where} mounts {kind} writable at {dest}: the container could change host settings", _POLICY_FIX)
-    if kind == "proc" and dest != "/proc":
-        raise refuse(f"{where} mounts proc at {dest}")
-    return {"destination": dest, "type": kind, "source": source, "options": options}
-
-
-def _bind_mount(
-    where: str, dest: str, source: str, options: list[str], ctx: RebuildContext, volumes: Mapping[str, str]
-) -> dict[str, Any]:
-    for option in options:
-        if option not in BIND_FLAGS:
-            raise refuse(f"{where} ({dest}) has the bind option {option!r}")
-    name = volumes.get(dest)
-    if name is not None:
-        host = ctx.host
-        new_source = f"{host.volume_path.rstrip('/')}/{name}/_data" if host else source
-        return {"destination": dest, "type": "bind", "source": new_source, "options": options}
-    if source.startswith("/") and ctx.policy.allows_bind_source(source):
-        return {"destination": dest, "type": "bind", "source": source, "options": options}
-    raise refuse(
-        f"{WHERE} bind-mounts the host path {source!r} at {dest}: host paths do not travel with a checkpoint "
-        "and would expose this host's files to the container",
-        "Use a named volume, or allow that host directory in the restore policy's bind_mounts.",
-    )
 
 
 def _annotations(a: Fields, ctx: RebuildContext) -> dict[str, str]:
@@ -354,7 +205,7 @@ def _annotations(a: Fields, ctx: RebuildContext) -> dict[str, str]:
                 "can run commands on this host during the restore"
             )
         if key == "io.podman.annotations.privileged" and value.upper() != "FALSE" and not ctx.policy.privileged:
-            raise refuse(f"{WHERE} marks the container privileged", _POLICY_FIX)
+            raise refuse(f"{WHERE} marks the container privileged", POLICY_FIX)
         if key in _ANNOTATIONS or key.startswith(_ANNOTATION_PREFIXES):
             out[key] = value
     if ctx.criu_config:
@@ -371,7 +222,7 @@ def _linux(linux: Fields, defaults: Defaults, ctx: RebuildContext) -> dict[str, 
             raise refuse(f"{WHERE} linux.{key}: user namespaces do not travel")
     devices = linux.seq("devices")
     if devices and not (policy.devices or policy.privileged):
-        raise refuse(f"{WHERE} passes {len(devices)} device node(s) into the container", _POLICY_FIX)
+        raise refuse(f"{WHERE} passes {len(devices)} device node(s) into the container", POLICY_FIX)
     if devices:
         out["devices"] = [_device(d, i) for i, d in enumerate(devices)]
     out["resources"] = _resources(linux.obj("resources"), defaults, ctx)
@@ -392,11 +243,11 @@ def _linux(linux: Fields, defaults: Defaults, ctx: RebuildContext) -> dict[str, 
     seccomp = linux.raw("seccomp")
     if empty(seccomp):
         if not (policy.unconfined or policy.privileged):
-            raise refuse(f"{WHERE} runs the container without seccomp filtering", _POLICY_FIX)
+            raise refuse(f"{WHERE} runs the container without seccomp filtering", POLICY_FIX)
     else:
         action = Fields(seccomp, f"{WHERE} linux.seccomp").text("defaultAction", limit=64)
         if action == "SCMP_ACT_ALLOW" and not (policy.unconfined or policy.privileged):
-            raise refuse(f"{WHERE} has a seccomp profile that allows every system call", _POLICY_FIX)
+            raise refuse(f"{WHERE} has a seccomp profile that allows every system call", POLICY_FIX)
         out["seccomp"] = defaults.seccomp if ctx.host is not None and defaults.seccomp else seccomp
     propagation = linux.text("rootfsPropagation", limit=16)
     if propagation not in _PROPAGATION:
@@ -406,7 +257,7 @@ def _linux(linux: Fields, defaults: Defaults, ctx: RebuildContext) -> dict[str, 
     linux.text("mountLabel", limit=1024)
     if defaults.mount_label:
         out["mountLabel"] = defaults.mount_label
-    _no_unknown(linux, _LINUX_KEYS)
+    no_unknown(linux, _LINUX_KEYS)
     return out
 
 
@@ -417,7 +268,7 @@ def _namespaces(raw: list[Any], ctx: RebuildContext) -> list[dict[str, str]]:
         ns = Fields(item, f"{WHERE} linux.namespaces[{i}]")
         kind = ns.text("type", limit=16)
         path = ns.text("path", limit=4096)
-        _no_unknown(ns, {"type", "path"})
+        no_unknown(ns, {"type", "path"})
         if kind == "user":
             raise refuse(f"{WHERE} uses a user namespace; user namespaces do not travel")
         if kind not in NAMESPACES:
@@ -426,11 +277,11 @@ def _namespaces(raw: list[Any], ctx: RebuildContext) -> list[dict[str, str]]:
             raise refuse(f"{WHERE} lists the {kind} namespace twice")
         kinds.add(kind)
         if path and kind != "network":
-            raise refuse(f"{WHERE} joins an existing {kind} namespace at {path}", _POLICY_FIX)
+            raise refuse(f"{WHERE} joins an existing {kind} namespace at {path}", POLICY_FIX)
         out.append({"type": kind})  # the network namespace path is this host's, set by Podman
     shared = sorted(PRIVATE_NAMESPACES - kinds)
     if shared and not (ctx.policy.host_namespaces or ctx.policy.privileged):
-        raise refuse(f"{WHERE} shares this host's {', '.join(shared)} namespace(s) with the container", _POLICY_FIX)
+        raise refuse(f"{WHERE} shares this host's {', '.join(shared)} namespace(s) with the container", POLICY_FIX)
     return out
 
 
@@ -446,7 +297,7 @@ def _device(raw: Any, i: int) -> dict[str, Any]:
     for key in ("fileMode", "uid", "gid"):
         if d.has(key):
             out[key] = d.num(key, low=0, high=2**32 - 1)
-    _no_unknown(d, {"path", "type", "major", "minor", "fileMode", "uid", "gid"})
+    no_unknown(d, {"path", "type", "major", "minor", "fileMode", "uid", "gid"})
     return out
 
 
@@ -464,7 +315,7 @@ def _resources(r: Fields, defaults: Defaults, ctx: RebuildContext) -> dict[str, 
         if key == "unified":
             value = r.str_map(key)
         out[key] = _scalars(value, f"{r.field(key)}")
-    _no_unknown(r, _RESOURCE_KEYS | {"devices"})
+    no_unknown(r, _RESOURCE_KEYS | {"devices"})
     return out
 
 
@@ -476,7 +327,7 @@ def _device_rule(raw: Any, i: int) -> dict[str, Any]:
     for key in ("major", "minor"):
         if d.has(key):
             out[key] = d.num(key, low=-1)
-    _no_unknown(d, {"allow", "access", "type", "major", "minor"})
+    no_unknown(d, {"allow", "access", "type", "major", "minor"})
     return out
 
 

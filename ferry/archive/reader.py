@@ -7,6 +7,7 @@ the end is compared with what was actually seen. Any surprise raises an :class:`
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import io
 import json
@@ -14,7 +15,7 @@ import os
 import tarfile
 import tempfile
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO
 
@@ -23,6 +24,7 @@ import zstandard
 from ferry.archive import criu_images, nested, seccomp_bpf
 from ferry.archive import members as m
 from ferry.archive.compression import Compression, decompressing
+from ferry.archive.criu_grants import Grants
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
 from ferry.archive.policy import (
     check_deleted_below_links,
@@ -180,7 +182,7 @@ def _walk(
 
 def _check_credentials(pending: _Pending) -> None:
     """CRIU's images may not grant the restored processes more than the (rebuilt) spec does."""
-    grants = criu_images.Grants.from_spec(pending.spec or {}, must_deny=seccomp_bpf.host_default_denials())
+    grants = Grants.from_spec(pending.spec or {}, must_deny=seccomp_bpf.host_default_denials())
     criu_images.check_core_images(pending.criu_images, grants)
 
 
@@ -245,13 +247,16 @@ def _members(
             raise UnsafeArchiveError(f"Member {name!r} has no data.")
         reader = HashingReader(data, what=f"member {name}")
         payload = _member_payload(info, name, reader, report, out, check_diff_path, pending)
-        drain(reader)
-        if reader.size != info.size:
-            raise IntegrityError(f"Member {name!r} is shorter than its tar header says.")
-        if name != m.MANIFEST:
-            report.members[name] = MemberDigest(name, reader.size, reader.hexdigest())
-        if out is not None and payload is not None:
-            _copy_member(out, info, name, payload)
+        with contextlib.ExitStack() as closing:  # a rebuilt payload is a temporary file: closed, even on a refusal
+            if payload is not None:
+                closing.callback(payload.close)
+            drain(reader)
+            if reader.size != info.size:
+                raise IntegrityError(f"Member {name!r} is shorter than its tar header says.")
+            if name != m.MANIFEST:
+                report.members[name] = MemberDigest(name, reader.size, reader.hexdigest())
+            if out is not None and payload is not None:
+                _copy_member(out, info, name, payload)
     for path in report.deleted:  # after the loop: deleted.files may come before the diff
         check_deleted_below_links(path, report.diff_symlinks)
     if m.CONFIG_DUMP not in pending.json or m.SPEC_DUMP not in pending.json:
@@ -302,7 +307,8 @@ def _member_payload(
         if volume is not None:
             pending.volume_tars.add(volume)
         rebuilt = tempfile.TemporaryFile() if out is not None else None
-        nested.rebuild(reader, kind, rebuilt, compressed_size=info.size)
+        with _closed_on_error(rebuilt):
+            nested.rebuild(reader, kind, rebuilt, compressed_size=info.size)
         return rebuilt
     if out is not None and _passed_to_podman(name):
         # Straight across: the output is only used once the whole archive has passed, and a
@@ -322,12 +328,24 @@ def _scan_diff(
             check_diff_path(name)
 
     rebuilt = tempfile.TemporaryFile() if rebuild else None
-    checker = nested.rebuild(
-        reader, nested.kind_of(m.ROOTFS_DIFF) or nested.Kind(m.ROOTFS_DIFF), rebuilt, on_entry=seen
-    )
+    with _closed_on_error(rebuilt):
+        checker = nested.rebuild(
+            reader, nested.kind_of(m.ROOTFS_DIFF) or nested.Kind(m.ROOTFS_DIFF), rebuilt, on_entry=seen
+        )
     report.diff_files, report.diff_bytes = checker.files, checker.bytes
     report.diff_symlinks = checker.symlinks
     return rebuilt
+
+
+@contextlib.contextmanager
+def _closed_on_error(temporary: BinaryIO | None) -> Iterator[None]:
+    """A temporary file being filled is closed (and so removed) when the filling is refused."""
+    try:
+        yield
+    except BaseException:
+        if temporary is not None:
+            temporary.close()
+        raise
 
 
 def _collect_image(reader: HashingReader, name: str, pending: _Pending, rewrite: bool) -> BinaryIO | None:

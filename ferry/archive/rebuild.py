@@ -15,7 +15,8 @@ from typing import Any
 
 from ferry.archive import members as m
 from ferry.archive import safejson
-from ferry.archive.podman_config import named_volumes, rebuild_config, rebuild_descriptors, rebuild_network_status
+from ferry.archive.podman_config import named_volumes, rebuild_config, rebuild_descriptors
+from ferry.archive.podman_network import rebuild_network_status
 from ferry.archive.podman_spec import rebuild_spec
 from ferry.archive.rebuild_context import RebuildContext
 from ferry.errors import UnsafeArchiveError

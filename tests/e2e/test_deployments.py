@@ -72,14 +72,14 @@ def deployed(
     base = tmp_path_factory.mktemp("deployed")
     host1 = Host(Path(f"/var/tmp/fth/{os.getpid()}-d1"))
     host2 = Host(Path(f"/var/tmp/fth/{os.getpid()}-d2"))
-    host1.podman("import", str(rootfs_tar), IMAGE)
-    host1.podman("save", "-o", str(base / "image.tar"), IMAGE)
-    host2.podman("load", "-i", str(base / "image.tar"))
     bucket = f"ferry-deploy-{uuid.uuid4().hex[:8]}"
-    s3.make_bucket(bucket)
     store = f"s3://{bucket}/ferry"
     faults = {h: base / f"faults-{h}" for h in ("host1", "host2")}
-    try:
+    try:  # a failed setup (image import, bucket) leaves no Podman store behind either
+        host1.podman("import", str(rootfs_tar), IMAGE)
+        host1.podman("save", "-o", str(base / "image.tar"), IMAGE)
+        host2.podman("load", "-i", str(base / "image.tar"))
+        s3.make_bucket(bucket)
         with prefect_stack(base / "prefect") as stack:
             stack.deploy_host("host1", store)
             stack.deploy_host("host2", store)

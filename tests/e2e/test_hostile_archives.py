@@ -19,10 +19,10 @@ from pathlib import Path
 
 import pytest
 
+from ferry.verification import verify_source
 from flows.restore import restore
 from flows.snapshot import snapshot
 from storage.store import open_archive, read_sidecar
-from tasks.verify import verify_source
 from tests import hostile_corpus as hc
 from tests.helpers import IMAGE, Host, build_rootfs_tar
 
@@ -78,9 +78,9 @@ def lab(
     base = Path(f"/var/tmp/fth/{os.getpid()}-hostile")  # podman: runroot below 50 characters
     sentinel = Path(f"/var/tmp/ferry-sentinel-{os.getpid()}")
     shutil.rmtree(sentinel, ignore_errors=True)
-    hc.make_sentinel(sentinel)
     host = Host(base)
-    try:
+    try:  # a failed setup is cleaned up too
+        hc.make_sentinel(sentinel)
         with pytest.MonkeyPatch.context() as mp:
             mp.setenv("FERRY_PODMAN", host.env_value)
             mp.setenv("FERRY_STAGING", str(work / "staging"))

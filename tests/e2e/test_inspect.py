@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from ferry.inspection import inspect_archive
+from ferry.cli.inspect import inspect_archive
 from ferry.inspection_view import format_inspection
 from ferry.runtime import criu_version
 from flows.snapshot import snapshot

@@ -116,9 +116,9 @@ def deployed(real_criu: None, s3: S3Server, tmp_path_factory: pytest.TempPathFac
     base = tmp_path_factory.mktemp("services-deployed")
     hosts = {name: Host(Path(f"/var/tmp/fth/{os.getpid()}-s{n}")) for n, name in ((1, "host1"), (2, "host2"))}
     bucket = f"ferry-services-{uuid.uuid4().hex[:8]}"
-    s3.make_bucket(bucket)
     store = f"s3://{bucket}/ferry"
     try:
+        s3.make_bucket(bucket)
         with prefect_stack(base / "prefect") as stack:
             for name, host in hosts.items():
                 stack.deploy_host(name, store)

@@ -14,7 +14,8 @@ from hypothesis import strategies as st
 
 from ferry.archive import criu_images as ci
 from ferry.archive import protowire as pw
-from ferry.archive.criu_images import Grants, check_core_images
+from ferry.archive.criu_grants import Grants
+from ferry.archive.criu_images import check_core_images
 from ferry.errors import UnsafeArchiveError
 from tests import criu_edit
 from tests.criu_edit import FULL_CAPS, core_image
