@@ -23,6 +23,7 @@ import zstandard
 
 from ferry.archive import criu_images, nested, seccomp_bpf
 from ferry.archive import members as m
+from ferry.archive.completeness import check_complete
 from ferry.archive.compression import Compression, decompressing
 from ferry.archive.criu_grants import Grants
 from ferry.archive.manifest import Manifest, MemberDigest, Sidecar
@@ -38,7 +39,6 @@ from ferry.errors import (
     ArchiveError,
     IntegrityError,
     UnsafeArchiveError,
-    UnsupportedArchiveError,
 )
 
 DEFAULT_MAX_EXPANDED = 64 << 30
@@ -175,7 +175,9 @@ def _walk(
         ) from exc
     report.archive_size = outer.size
     report.archive_sha256 = outer.hexdigest()
-    _check_complete(report, sidecar, require_manifest)
+    check_complete(
+        report.members, report.manifest, report.archive_size, report.archive_sha256, sidecar, require_manifest
+    )
     _check_credentials(pending)  # after integrity: a damaged archive is reported as damaged
     return report
 
@@ -260,7 +262,7 @@ def _members(
     for path in report.deleted:  # after the loop: deleted.files may come before the diff
         check_deleted_below_links(path, report.diff_symlinks)
     if m.CONFIG_DUMP not in pending.json or m.SPEC_DUMP not in pending.json:
-        return pending  # _check_complete names what is missing
+        return pending  # check_complete names what is missing
     rebuilt = rebuild(pending.json, ctx, frozenset(pending.volume_tars))
     report.name, report.image_id, report.image_name = rebuilt.name, rebuilt.image_id, rebuilt.image_name
     report.volumes = rebuilt.volumes
@@ -386,42 +388,3 @@ def _copy_member(out: tarfile.TarFile, info: tarfile.TarInfo, name: str, payload
     clean.size = size
     out.addfile(clean, payload)
     payload.close()
-
-
-def _check_complete(report: Report, sidecar: Sidecar | None, require_manifest: bool) -> None:
-    missing = [name for name in m.REQUIRED if name not in report.members]
-    if missing:
-        raise UnsupportedArchiveError(
-            f"The archive lacks {', '.join(missing)}: it is not a complete container checkpoint "
-            "(Podman refuses to restore without them)."
-        )
-    if sidecar is not None:
-        if report.archive_size != sidecar.size or report.archive_sha256 != sidecar.sha256:
-            raise IntegrityError(
-                f"The archive's sha256 {report.archive_sha256[:16]}... ({report.archive_size} "
-                f"bytes) does not match the store's record {sidecar.sha256[:16]}... "
-                f"({sidecar.size} bytes): it was corrupted or replaced."
-            )
-        if report.manifest is None:
-            raise UnsupportedArchiveError("The archive's internal manifest is missing.")
-        if report.manifest != sidecar.manifest:
-            raise IntegrityError("The archive's internal manifest differs from the store's record.")
-    if report.manifest is None:
-        if require_manifest:
-            raise UnsupportedArchiveError(
-                "The archive has no ferry manifest, so its integrity cannot be checked. If it is "
-                "a Podman export you trust, restore it with --allow-unverified."
-            )
-        return
-    listed = {d.name: d for d in report.manifest.members}
-    for name, seen in report.members.items():
-        want = listed.get(name)
-        if want is None:
-            raise IntegrityError(f"Member {name!r} is not listed in the manifest.")
-        if want.size != seen.size:
-            raise IntegrityError(f"Member {name!r} is {seen.size} bytes; the manifest says {want.size}.")
-        if want.sha256 != seen.sha256:
-            raise IntegrityError(f"Member {name!r} does not match its sha256 in the manifest.")
-    absent = sorted(set(listed) - set(report.members))
-    if absent:
-        raise IntegrityError(f"The manifest lists members the archive lacks: {', '.join(absent)}.")
