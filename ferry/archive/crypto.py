@@ -147,7 +147,3 @@ def _read_exact(source: Readable, n: int, *, allow_short: bool = False) -> bytes
     if len(data) < n and not allow_short:
         raise IntegrityError("The encrypted archive is truncated (header incomplete).")
     return data
-
-
-def is_encrypted(head: bytes) -> bool:
-    return head.startswith(MAGIC)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import io
-import os
 import tarfile
 import time
 from dataclasses import dataclass, replace
@@ -69,13 +68,6 @@ class ArchiveWriter:
         else:
             self.tar.addfile(info)
 
-    def add_bytes(self, name: str, data: bytes, mode: int = 0o600) -> None:
-        info = tarfile.TarInfo(name)
-        info.size = len(data)
-        info.mode = mode
-        info.mtime = int(time.time())
-        self.add_stream(info, io.BytesIO(data))
-
     def add_path(self, path: Path, arcname: str) -> None:
         """Add a file or a directory tree from disk (directories first, sorted, no links)."""
         st = path.lstat()
@@ -100,11 +92,3 @@ class ArchiveWriter:
         info.mtime = int(time.time())
         self.tar.addfile(info, io.BytesIO(data))
         return manifest
-
-
-def fsync_path(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
