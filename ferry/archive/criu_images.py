@@ -177,7 +177,7 @@ def _check_core(name: str, data: bytes, grants: Grants, filters: list[Filter] | 
         _check_creds(name, _fields(name, raw_creds), grants)
         _check_rlimits(name, tc, grants)
         if grants.seccomp:
-            _check_seccomp(name, tc, thread, filters, grants.must_deny)
+            _check_seccomp(name, tc, thread, filters, grants.must_deny, leader=raw_tc is not None)
     except pw.ProtoError as exc:
         raise _bad(name, str(exc)) from exc
 
@@ -260,10 +260,21 @@ def _check_lsm(name: str, creds: pw.Fields, grants: Grants) -> None:
 
 
 def _check_seccomp(
-    name: str, tc: pw.Fields, thread: pw.Fields, filters: list[Filter] | None, must_deny: frozenset[int]
+    name: str,
+    tc: pw.Fields,
+    thread: pw.Fields,
+    filters: list[Filter] | None,
+    must_deny: frozenset[int],
+    *,
+    leader: bool = True,
 ) -> None:
     # CRIU lets the old per-task fields override the per-thread ones: every copy must agree.
     modes = [m for m in (pw.uint32(tc, TC_OLD_SECCOMP_MODE), pw.uint32(thread, THREAD_SECCOMP_MODE)) if m is not None]
+    if not leader and not modes:
+        # A further thread of a process (no task core): CRIU 4.2 records seccomp state only for a
+        # process's main thread when its threads share its filters (seen on Redis and MariaDB),
+        # and the main thread's core image is checked on its own.
+        return
     if not modes or any(mode != SECCOMP_MODE_FILTER for mode in modes):
         shown = ", ".join(str(m) for m in modes) or "0 (disabled)"
         raise UnsafeArchiveError(

@@ -459,3 +459,20 @@ def test_cap_sys_resource_lets_the_container_raise_limits_itself() -> None:
 def test_odd_rlimits_in_the_spec_are_refused(bad: object) -> None:
     with pytest.raises(UnsafeArchiveError, match="process.rlimits"):
         Grants.from_spec({"process": {"rlimits": bad}})
+
+
+def _without_task_core(data: bytes) -> bytes:
+    """The core image of a further thread of a process: CRIU writes no task core for it."""
+    magic, (entry,) = criu_edit.entries(data)
+    c = pw.fields(entry)
+    c.pop(ci.CORE_TC, None)
+    return criu_edit.image(magic, [pw.encode_fields(c)])
+
+
+def test_a_further_thread_without_seccomp_state_shares_its_process_filters() -> None:
+    # What CRIU 4.2 wrote for Redis's and MariaDB's threads: seccomp state on the main thread only.
+    thread = _without_task_core(core(seccomp_mode=None))
+    check_core_images(images(core(), thread, seccomp=seccomp_img(None)), GRANTS)
+    # ...but a thread that records seccomp state must record filter mode, and a main thread must too
+    refused(images(core(), _without_task_core(core(seccomp_mode=0)), seccomp=seccomp_img(None)), GRANTS, "mode 0")
+    refused(images(core(seccomp_mode=None), thread, seccomp=seccomp_img(None)), GRANTS, "seccomp mode")
