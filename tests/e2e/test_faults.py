@@ -69,14 +69,15 @@ def cli(host: Host, prefect_harness: None, tmp_path: Path):  # type: ignore[no-u
 def _counting(host: Host, name: str, within: float = 30) -> bool:
     """The workload's counter moves on within ``within`` seconds (polled: CI is a loaded 2-core box).
     A failed read (-1: podman exec failed) never counts as moving."""
-    before = host.counter(name)
-    if before < 0:
-        return False
     deadline = time.monotonic() + within
+    before = -1
     while time.monotonic() < deadline:
-        time.sleep(0.2)
-        if host.counter(name) > before:
+        now = host.counter(name)
+        if now >= 0 and before >= 0 and now > before:
             return True
+        if now >= 0 and before < 0:
+            before = now  # the first successful read: from here on it must grow
+        time.sleep(0.2)
     return False
 
 
