@@ -160,10 +160,12 @@ def _check_core(name: str, data: bytes, grants: Grants, filters: list[Filter] | 
         core = _one_entry(name, data, CORE_MAGIC)
         raw_tc = pw.message(core, CORE_TC)
         tc = _fields(name, raw_tc) if raw_tc is not None else {}
+        if pw.uint32(tc, TC_TASK_STATE) == TASK_DEAD:
+            # A zombie (e.g. a child that exited and was not reaped yet): CRIU restores it as an
+            # exited task that runs nothing; its seccomp filters may no longer be in seccomp.img.
+            return
         raw_thread = pw.message(core, CORE_THREAD_CORE)
         if raw_thread is None:
-            if pw.uint32(tc, TC_TASK_STATE) == TASK_DEAD:
-                return  # a zombie: CRIU restores no credentials and runs nothing
             raise UnsafeArchiveError(
                 f"{name}: a live task without thread state would keep CRIU's own credentials; refusing the archive."
             )

@@ -476,3 +476,11 @@ def test_a_further_thread_without_seccomp_state_shares_its_process_filters() -> 
     # ...but a thread that records seccomp state must record filter mode, and a main thread must too
     refused(images(core(), _without_task_core(core(seccomp_mode=0)), seccomp=seccomp_img(None)), GRANTS, "mode 0")
     refused(images(core(seccomp_mode=None), thread, seccomp=seccomp_img(None)), GRANTS, "seccomp mode")
+
+
+def test_a_zombie_is_not_held_to_its_dangling_seccomp_filter() -> None:
+    # Seen on a real dump: a child that had exited, not yet reaped, named a filter seccomp.img lacks.
+    zombie = edit_core(core(), tc={1: ci.TASK_DEAD}, thread={ci.THREAD_SECCOMP_FILTER: 1})
+    check_core_images(images(core(), zombie, seccomp=seccomp_img(None)), GRANTS)
+    live = edit_core(core(), thread={ci.THREAD_SECCOMP_FILTER: 1})
+    refused(images(core(), live, seccomp=seccomp_img(None)), GRANTS, "does not exist")
