@@ -22,6 +22,17 @@ def image(magic: bytes, messages: list[bytes]) -> bytes:
     return magic + b"".join(len(m).to_bytes(4, "little") + m for m in messages)
 
 
+def pstree_image(*tasks: list[int]) -> bytes:
+    """pstree.img with one task per item: its pid first, then its further threads."""
+    magic = ci.IMG_COMMON_MAGIC.to_bytes(4, "little") + ci.PSTREE_MAGIC.to_bytes(4, "little")
+    msgs = []
+    for tids in tasks:
+        fields = {ci.PSTREE_PID: [(pw.VARINT, tids[0])], 2: [(pw.VARINT, 0)], 3: [(pw.VARINT, 1)], 4: [(pw.VARINT, 1)]}
+        fields[ci.PSTREE_THREADS] = [(pw.VARINT, t) for t in tids]
+        msgs.append(pw.encode_fields(fields))
+    return image(magic, msgs)
+
+
 def core_image(*, uid: int = 0, caps: list[int] | None = None, seccomp_mode: int | None = None) -> bytes:
     """A minimal live core image (x86_64) with the given credentials."""
     ids = {n: [(pw.VARINT, uid if name.endswith("uid") else 0)] for name, n in ci.CREDS_IDS.items()}

@@ -264,14 +264,24 @@ def nested_case(name: str, base: Unpacked, target: str) -> Hostile:
     return seal(name, u, UnsafeArchiveError, match)
 
 
+def restored_cores(u: Unpacked, made: bytes) -> list[str]:
+    """The core images CRIU would restore (the tasks and threads pstree.img names); a base without
+    any gets ``made`` as core-1.img, named by a new pstree.img."""
+    from ferry.archive import criu_images as ci
+
+    tree = next((m for m in u.members if m.info.name == "checkpoint/pstree.img"), None)
+    if tree is None:
+        u.set("checkpoint/pstree.img", criu_edit.pstree_image([1]))
+        u.set("checkpoint/core-1.img", made)
+        return ["checkpoint/core-1.img"]
+    return [f"checkpoint/core-{tid}.img" for tid in ci.restored_threads("pstree.img", tree.data or b"")]
+
+
 def core_escalated(base: Unpacked, target: str) -> Hostile:
     """A core image re-encoded with every capability and seccomp off (made if the base has none)."""
     u = base.clone()
-    cores = [m.info.name for m in u.members if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name)]
-    if cores:
-        u.set(cores[0], criu_edit.escalate(u.find(cores[0]).data or b""))
-    else:
-        u.set("checkpoint/core-1.img", criu_edit.core_image(caps=criu_edit.FULL_CAPS, seccomp_mode=0))
+    name = restored_cores(u, criu_edit.core_image(caps=criu_edit.FULL_CAPS, seccomp_mode=0))[0]
+    u.set(name, criu_edit.escalate(u.find(name).data or b""))
     return seal("core-full-caps-seccomp-off", u, UnsafeArchiveError, "capability set|seccomp mode")
 
 
@@ -281,9 +291,7 @@ def core_root_for_non_root_spec(base: Unpacked, target: str) -> Hostile:
     spec = json.loads(u.find("spec.dump").data or b"{}")
     spec.setdefault("process", {})["user"] = {"uid": 1000, "gid": 1000}
     u.set("spec.dump", json.dumps(spec).encode())
-    cores = [m.info.name for m in u.members if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name)]
-    if not cores:
-        u.set("checkpoint/core-1.img", criu_edit.core_image(uid=0))
+    restored_cores(u, criu_edit.core_image(uid=0))
     return seal("core-root-for-non-root-spec", u, UnsafeArchiveError, r"uid/euid/suid/fsuid 0 \(root\)")
 
 
@@ -295,10 +303,8 @@ def core_unlimited_rlimits(base: Unpacked, target: str) -> Hostile:
     if not process.get("rlimits"):
         process["rlimits"] = [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}]
         u.set("spec.dump", json.dumps(spec).encode())
-    cores = [m.info.name for m in u.members if re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name)]
-    name = cores[0] if cores else "checkpoint/core-1.img"
-    data = u.find(name).data if cores else criu_edit.core_image()
-    u.set(name, criu_edit.unlimited_rlimits(data or b""))
+    name = restored_cores(u, criu_edit.core_image())[0]
+    u.set(name, criu_edit.unlimited_rlimits(u.find(name).data or b""))
     return seal("core-unlimited-rlimits", u, UnsafeArchiveError, r"hard RLIMIT_[A-Z]+ of 18446744073709551615")
 
 
@@ -312,8 +318,7 @@ def seccomp_allow_all(base: Unpacked, target: str) -> Hostile:
     if not (spec.get("linux") or {}).get("seccomp"):
         spec.setdefault("linux", {})["seccomp"] = {"defaultAction": "SCMP_ACT_ERRNO"}
         u.set("spec.dump", json.dumps(spec).encode())
-    if not any(re.fullmatch(r"checkpoint/core-[0-9]+\.img", m.info.name) for m in u.members):
-        u.set("checkpoint/core-1.img", criu_edit.core_image(seccomp_mode=2))
+    restored_cores(u, criu_edit.core_image(seccomp_mode=2))
     allow = pw.encode_fields({1: [(pw.LENGTH, b"\x06\x00\x00\x00\x00\x00\xff\x7f")]})
     magic = ci.IMG_COMMON_MAGIC.to_bytes(4, "little") + ci.SECCOMP_MAGIC.to_bytes(4, "little")
     u.set("checkpoint/seccomp.img", criu_edit.image(magic, [pw.encode_fields({1: [(pw.LENGTH, allow)]})]))

@@ -25,6 +25,12 @@ archive, ferry decodes every core image (and ``seccomp.img``) and compares it wi
 * a live thread must carry its credentials in its core image (without them CRIU would leave the
   thread with its own, full, credentials, or read an old-style ``creds-*.img``).
 
+The images checked are the ones CRIU restores: ``pstree.img`` names every task and thread, and
+CRIU reads ``core-<tid>.img`` for exactly those (each must be present). Other core images are never
+read: Podman leaves a previous dump's images in the checkpoint directory (seen after two
+``--leave-running`` checkpoints of a shell loop: ``core-<pid>.img`` of children long gone, whose
+filter indices point past the new ``seccomp.img``), so they travel but are not checked.
+
 The decoding is bounded (see :mod:`ferry.archive.protowire`): any malformed image is refused with
 :class:`UnsafeArchiveError`, never a traceback.
 """
@@ -44,12 +50,14 @@ from ferry.errors import UnsafeArchiveError
 IMG_COMMON_MAGIC = 0x54564319
 CORE_MAGIC = 0x55053847
 SECCOMP_MAGIC = 0x64413049
+PSTREE_MAGIC = 0x50273030
 TASK_DEAD = 2
 SECCOMP_MODE_FILTER = 2
 BPF_INSN = 8
 BPF_MAXINSNS = 4096
 CORE_IMAGE = re.compile(r"core-[0-9]+\.img")
 SECCOMP_IMAGE = "seccomp.img"
+PSTREE_IMAGE = "pstree.img"
 #: AppArmor namespaces and policy that CRIU would load into the host kernel.
 APPARMOR_IMAGE = "apparmor.img"
 #: Bounds for collecting images while the archive streams past.
@@ -67,12 +75,15 @@ CREDS_CAPS = {"effective": 11, "permitted": 10, "inheritable": 9, "bounding": 12
 CREDS_GROUPS, CREDS_NO_NEW_PRIVS = 14, 18
 CREDS_LSM_PROFILE, CREDS_LSM_SOCKCREATE, CREDS_APPARMOR_DATA = 15, 16, 17
 SECCOMP_FILTERS, FILTER_BYTES, FILTER_PREV = 1, 1, 2
+PSTREE_PID, PSTREE_THREADS = 1, 5
 
 
 def is_collected(name: str) -> bool:
     """Whether the reader should hand this archive member to :func:`check_core_images`."""
     head, base = posixpath.split(name)
-    return head == "checkpoint" and (base in (SECCOMP_IMAGE, APPARMOR_IMAGE) or CORE_IMAGE.fullmatch(base) is not None)
+    return head == "checkpoint" and (
+        base in (SECCOMP_IMAGE, APPARMOR_IMAGE, PSTREE_IMAGE) or CORE_IMAGE.fullmatch(base) is not None
+    )
 
 
 def image_limit(name: str) -> int:
@@ -81,7 +92,7 @@ def image_limit(name: str) -> int:
 
 def check_core_images(images: Mapping[str, bytes], grants: Grants) -> None:
     """Refuse core images that grant more than ``grants``; ``images`` maps member names to bytes
-    and holds every ``checkpoint/core-*.img`` and ``checkpoint/seccomp.img`` of the archive."""
+    and holds every ``checkpoint/core-*.img``, ``pstree.img`` and ``seccomp.img`` of the archive."""
     if len(images) > MAX_IMAGES:
         raise UnsafeArchiveError(f"The archive holds more than {MAX_IMAGES} CRIU core images.")
     filters: list[Filter] | None = None
@@ -93,9 +104,40 @@ def check_core_images(images: Mapping[str, bytes], grants: Grants) -> None:
             )
         if posixpath.basename(name) == SECCOMP_IMAGE:
             filters = seccomp_filters(name, images[name])
-    for name in sorted(images):
-        if CORE_IMAGE.fullmatch(posixpath.basename(name)):
-            _check_core(name, images[name], grants, filters)
+    cores = {posixpath.basename(name): name for name in images if CORE_IMAGE.fullmatch(posixpath.basename(name))}
+    pstree = next((name for name in images if posixpath.basename(name) == PSTREE_IMAGE), None)
+    if pstree is None:
+        if cores:
+            raise UnsafeArchiveError(
+                "The archive has CRIU core images but no checkpoint/pstree.img naming the tasks to "
+                "restore; refusing the archive."
+            )
+        return
+    for tid in restored_threads(pstree, images[pstree]):
+        core = cores.get(f"core-{tid}.img")
+        if core is None:
+            raise UnsafeArchiveError(
+                f"{pstree} names thread {tid}, but the archive has no checkpoint/core-{tid}.img for it; "
+                "refusing the archive."
+            )
+        _check_core(core, images[core], grants, filters)
+
+
+def restored_threads(name: str, data: bytes) -> list[int]:
+    """Every task's threads (the main thread included) that ``pstree.img`` tells CRIU to restore."""
+    tids: list[int] = []
+    for raw in _entries(name, data, PSTREE_MAGIC):
+        entry = _fields(name, raw)
+        pid = pw.uint32(entry, PSTREE_PID)
+        if pid is None:
+            raise _bad(name, "a task has no pid")
+        threads = pw.repeated_uint32(entry, PSTREE_THREADS)
+        for tid in [pid, *threads]:
+            if tid not in tids:
+                tids.append(tid)
+        if len(tids) > MAX_IMAGES:
+            raise UnsafeArchiveError(f"{name} names more than {MAX_IMAGES} threads; refusing the archive.")
+    return tids
 
 
 def _entries(name: str, data: bytes, magic: int) -> list[bytes]:

@@ -116,6 +116,32 @@ def test_an_honest_container_with_volume_shm_and_tmpfs_restores_after_the_rebuil
     assert seccomp == "2"
 
 
+def test_a_second_snapshot_carries_the_first_dumps_core_images_and_still_restores(
+    host: Host, other_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Podman leaves the first dump's images in the checkpoint directory: the second archive holds
+    core images of the shell's children long gone, which CRIU never reads (pstree.img does not
+    name them) and whose filter indices may point past the new seccomp.img. ferry checks what CRIU
+    restores and so restores the archive."""
+    host.run_workload("app")
+    _snapshot(host, tmp_path / "store")
+    wait_for(lambda: host.counter("app") > 0, what="app to count on")
+    result = snapshot("app", f"file://{tmp_path}/store", leave_running=True)
+    second = hc.Unpacked.parse(Path(result.url.removeprefix("file://")).read_bytes())
+    tree = next(m for m in second.members if m.info.name == "checkpoint/pstree.img")
+    named = {f"checkpoint/core-{tid}.img" for tid in ci.restored_threads("pstree.img", tree.data or b"")}
+    cores = {m.info.name for m in second.members if ci.CORE_IMAGE.fullmatch(Path(m.info.name).name)}
+    assert named < cores, f"no stale core image travelled: pstree names {sorted(named)}, archive has {sorted(cores)}"
+    counted = host.counter("app")
+    host.podman("rm", "-f", "-t", "0", "app")  # its IP is free again (CNI allocation is machine-wide)
+    monkeypatch.setenv("FERRY_PODMAN", other_host.env_value)
+
+    restore(result.url)
+
+    assert other_host.state("app") == "running"
+    wait_for(lambda: other_host.counter("app") > counted + 10, what="the restored app to keep counting")
+
+
 def test_an_escalated_core_image_is_refused_before_podman_creates_anything(
     host: Host, other_host: Host, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -165,6 +191,13 @@ def test_the_decoder_reads_real_images_as_crit_does(host: Host, tmp_path: Path) 
         edited = _crit(path)["entries"][0]["thread_core"]
         assert edited["creds"]["cap_eff"] == criu_edit.FULL_CAPS
         assert edited.get("seccomp_mode", "disabled") == "disabled"
+    tree = next(m for m in base.members if m.info.name == "checkpoint/pstree.img")
+    path = tmp_path / "pstree.img"
+    path.write_bytes(tree.data or b"")
+    tasks = _crit(path)["entries"]
+    assert ci.restored_threads("pstree.img", tree.data or b"") == list(
+        dict.fromkeys(tid for task in tasks for tid in [task["pid"], *task.get("threads", [])])
+    )
     seccomp = next(m for m in base.members if m.info.name == "checkpoint/seccomp.img")
     programs = [program for program, _prev in ci.seccomp_filters("seccomp.img", seccomp.data or b"")]
     must_deny = seccomp_bpf.host_default_denials()

@@ -56,7 +56,9 @@ def core(**kw: Any) -> bytes:
 
 
 def images(*cores: bytes, seccomp: bytes | None = None) -> dict[str, bytes]:
+    """Core images 1..n, each a task of its own in pstree.img."""
     out = {f"checkpoint/core-{i + 1}.img": c for i, c in enumerate(cores)}
+    out["checkpoint/pstree.img"] = criu_edit.pstree_image(*([i + 1] for i in range(len(cores))))
     if seccomp is not None:
         out["checkpoint/seccomp.img"] = seccomp
     return out
@@ -126,6 +128,23 @@ def test_an_honest_core_passes() -> None:
 
 def test_no_core_images_is_nothing_to_check() -> None:
     check_core_images({}, GRANTS)
+    check_core_images(images(), GRANTS)
+
+
+def test_only_the_threads_pstree_names_are_checked_and_each_must_be_there() -> None:
+    # Seen on real dumps: Podman leaves an earlier dump's core images of children long gone in the
+    # checkpoint directory; their filter indices point past the new seccomp.img. CRIU never reads them.
+    stale = edit_core(core(caps=FULL_CAPS), thread={ci.THREAD_SECCOMP_FILTER: 1})
+    imgs = images(core(), seccomp=seccomp_img(None)) | {"checkpoint/core-202.img": stale}
+    check_core_images(imgs, GRANTS)
+    # ...but once pstree.img names it (a further thread of task 1, or a task), it is checked
+    for tasks in ([[1, 202]], [[1], [202]]):
+        named = imgs | {"checkpoint/pstree.img": criu_edit.pstree_image(*tasks)}
+        refused(named, GRANTS, "core-202.img")
+    refused(imgs | {"checkpoint/pstree.img": criu_edit.pstree_image([1, 7])}, GRANTS, "no checkpoint/core-7.img")
+    no_tree = {k: v for k, v in imgs.items() if not k.endswith("pstree.img")}
+    refused(no_tree, GRANTS, "no checkpoint/pstree.img")
+    refused(imgs | {"checkpoint/pstree.img": b"garbage!"}, GRANTS, "pstree.img: the CRIU image cannot be read")
 
 
 @pytest.mark.parametrize(("cap_set", "number"), list(ci.CREDS_CAPS.items()))
@@ -293,18 +312,21 @@ def _with_entry(payload: bytes) -> bytes:
     ],
 )
 def test_malformed_images_are_refused_cleanly(data: bytes, match: str) -> None:
-    refused({"checkpoint/core-1.img": data}, GRANTS, match)
+    refused(images(data), GRANTS, match)
 
 
 def test_deep_nesting_is_never_walked() -> None:
     payload = b""
     for _ in range(5000):
         payload = pw.encode_field(5, payload)  # thread_core inside thread_core inside ...
-    refused({"checkpoint/core-1.img": _with_entry(payload)}, GRANTS, "cannot be read|credentials")
+    refused(images(_with_entry(payload)), GRANTS, "cannot be read|credentials")
 
 
 def test_image_count_is_bounded() -> None:
     many = {f"checkpoint/core-{i}.img": b"" for i in range(ci.MAX_IMAGES + 1)}
+    refused(many, GRANTS, "more than")
+    threads = criu_edit.pstree_image(list(range(1, ci.MAX_IMAGES + 2)))
+    many = {"checkpoint/pstree.img": threads}
     refused(many, GRANTS, "more than")
 
 
