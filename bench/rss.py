@@ -20,7 +20,7 @@ from typing import Any
 from bench.common import Params
 from bench.datagen import write_tar
 
-STAGES = ("imports", "archive", "upload", "download", "verify")
+STAGES = ("imports", "archive", "publish", "download", "verify")
 
 
 @dataclass
@@ -48,8 +48,8 @@ def child(dump_tar: Path, store: str, options: dict[str, Any]) -> None:
     from tasks.download import download
     from tasks.dump import DumpResult
     from tasks.inspect import Subject
+    from tasks.publish import publish
     from tasks.rootfs_diff import DiffResult
-    from tasks.upload import upload
     from tasks.verify import verify
 
     hwm["imports"] = vm_hwm_kib()
@@ -58,8 +58,8 @@ def child(dump_tar: Path, store: str, options: dict[str, Any]) -> None:
     archive = build_archive(Subject(INFO, Source()), dumped, DiffResult(None, None, 0, 0, 0), "zstd", store, options)
     dump_tar.unlink()
     seconds["archive"], hwm["archive"] = time.perf_counter() - start, vm_hwm_kib()
-    url = upload(archive, store, options)
-    seconds["upload"], hwm["upload"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
+    url = publish(archive, store, options)
+    seconds["publish"], hwm["publish"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
     fetched = download(url, dump_tar.parent, options)
     seconds["download"], hwm["download"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
     verify(fetched)

@@ -20,8 +20,8 @@ from tasks.archive import build_archive
 from tasks.dump import dump
 from tasks.freeze import frozen
 from tasks.inspect import inspect
+from tasks.publish import publish
 from tasks.rootfs_diff import rootfs_diff
-from tasks.upload import upload
 
 
 class RecordedTimings(Timings):
@@ -79,8 +79,8 @@ def plain_snapshot(name: str, store: str) -> tuple[Timings, float]:
     window = (time.perf_counter() - frozen_at) * 1000
     with t("archive"):
         archive = build_archive(subject, dumped, diff)
-    with t("upload"):
-        upload(archive, store)
+    with t("publish"):
+        publish(archive, store)
     remove_run_dir(staging)
     return t, window
 

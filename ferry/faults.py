@@ -1,6 +1,6 @@
 """Deliberate failures, for proving that ferry survives them (tests and fire drills only).
 
-``FERRY_FAULTS_FILE`` names a file listing stages, one per line (``upload``, ``download``,
+``FERRY_FAULTS_FILE`` names a file listing stages, one per line (``publish``, ``download``,
 ``verify``, ``restore``...). The first time a listed stage runs it fails as a real failure of
 that stage would, and its line is removed, so a retry goes through. A line ``hang:<stage>``
 makes the stage stop there instead (it writes ``<file>.hanging`` and sleeps), for killing the
@@ -18,7 +18,7 @@ from ferry.errors import FerryError, IntegrityError, RestoreError, StoreError
 
 ENV = "FERRY_FAULTS_FILE"
 _KINDS: dict[str, type[FerryError]] = {
-    "upload": StoreError,
+    "publish": StoreError,
     "download": StoreError,
     "verify": IntegrityError,
     "restore": RestoreError,

@@ -1,4 +1,4 @@
-"""Restore flow: [locate] -> download -> verify -> [load image] -> apply diff -> CRIU restore."""
+"""Restore flow: [locate] -> download -> verify -> [load image] -> prepare import -> CRIU restore."""
 
 from __future__ import annotations
 
@@ -10,10 +10,10 @@ from pydantic import Field
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, restore_options
 from ferry.staging import new_run_dir, remove_run_dir
 from storage.ref import StoreRef, store_of
-from tasks.apply_diff import apply_diff_task
 from tasks.download import download_task
 from tasks.load_image import load_image_task
 from tasks.locate import locate_task
+from tasks.prepare_import import prepare_import_task
 from tasks.restore import Restored, restore_task
 from tasks.verify import verify_task
 
@@ -71,7 +71,7 @@ def restore(
     fetched = download_task(archive, staging, ref)
     verified = verify_task(fetched, allow_unverified, allow_unsigned)
     load_image_task(verified, ref)
-    prepared = apply_diff_task(verified, name, options)
+    prepared = prepare_import_task(verified, name, options)
     restored = restore_task(prepared, timeout_seconds)
     remove_run_dir(staging)
     return restored

@@ -1,4 +1,4 @@
-"""Snapshot flow: inspect -> [ship image] -> freeze -> rootfs diff -> dump -> thaw -> archive -> upload.
+"""Snapshot flow: inspect -> [ship image] -> freeze -> rootfs diff -> dump -> thaw -> archive -> publish.
 
 In stop mode a failure after the dump rolls back: the container is restored on this host.
 Stage results are persisted, so a retry of a failed run (Prefect's Retry button or
@@ -23,10 +23,10 @@ from tasks.archive import ArchiveResult, archive_task
 from tasks.dump import dump_task, is_dumped
 from tasks.freeze import frozen
 from tasks.inspect import inspect_task
+from tasks.publish import discard_task, publish_task
 from tasks.rollback import rollback_task
 from tasks.rootfs_diff import rootfs_diff_task
 from tasks.ship_image import ship_image_task
-from tasks.upload import discard_task, upload_task
 
 
 @dataclass(frozen=True)
@@ -87,8 +87,8 @@ def snapshot(
                     dumped = dump_task(subject.info, staging, leave_running, gen, options)
             with timings("archive"):
                 archive = archive_task(subject, dumped, diff, compress, ref)
-            with timings("upload"):
-                url = upload_task(archive, ref)
+            with timings("publish"):
+                url = publish_task(archive, ref)
         except Exception as exc:
             if not leave_running:
                 # The container runs again, so a retry must dump afresh: this run's archive, if

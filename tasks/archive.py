@@ -1,9 +1,11 @@
-"""Stage 3, archive: one compressed tar in Podman's export layout plus ferry's manifest.
+"""Archive: one compressed tar in Podman's export layout plus ferry's manifest, uploaded while
+it is written.
 
 Podman's dump members are streamed across as they are; the rootfs diff and deleted.files come
-from stage 2; the manifest, covering every member's size and sha256, goes last. The compressed stream
-goes straight into the store (multipart upload while compressing: no second copy of the archive
-on disk, memory bounded by one part); the upload stage then only publishes it.
+from the rootfs-diff stage; the manifest, covering every member's size and sha256, goes last. The
+compressed stream goes straight into the store (multipart upload while compressing: no second
+copy of the archive on disk, memory bounded by one part), unpublished until the publish stage
+writes its sidecar.
 """
 
 from __future__ import annotations

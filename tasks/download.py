@@ -1,4 +1,4 @@
-"""Stage 5, download: the archive from the store into this host's staging directory."""
+"""Download: the archive from the store into this host's staging directory."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Stage 1b, dump: CRIU checkpoint of the (frozen) container through Podman.
+"""Dump: CRIU checkpoint of the (frozen) container through Podman.
 
 Writes Podman's own export layout, uncompressed and without the rootfs (ferry takes the diff
 itself, once, in the same frozen instant). Never retried blindly: a second dump of a stopped

@@ -1,4 +1,4 @@
-"""Stage 1a, freeze: hold every process of the container still while diff and dump run.
+"""Freeze: hold every process of the container still while diff and dump run.
 
 Memory and root file-system must be captured at the same instant; freezing the container's
 cgroup first, then taking the diff, then the CRIU dump, then thawing, guarantees it (Podman

@@ -1,4 +1,4 @@
-"""Stage 0, inspect: which container and image, this host's runtime versions, a writable store."""
+"""Inspect: which container and image, this host's runtime versions, a writable store."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Restore stage 6b, load image: make sure this host has the container's exact image.
+"""Load image: make sure this host has the container's exact image.
 
 Podman restores only onto the very same image id. When this host lacks it, the image shipped
 with ``--with-image`` is fetched from the archive's store, checked against its record, and

@@ -1,4 +1,4 @@
-"""Restore stage 4b, locate (``--latest CONTAINER``): the newest complete archive of a container."""
+"""Locate (``--latest CONTAINER``): the newest complete archive of a container."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Nightly last stage, prune: apply the retention policy to the store."""
+"""Prune (nightly, last): apply the retention policy to the store."""
 
 from __future__ import annotations
 

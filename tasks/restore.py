@@ -1,4 +1,4 @@
-"""Stage 8, restore: CRIU restore through ``podman container restore --import``.
+"""Restore: CRIU restore through ``podman container restore --import``.
 
 Not retried: a restore that got as far as creating the container must not be repeated blindly.
 A restore that fails or overruns its timeout leaves no container and no process behind
@@ -15,7 +15,7 @@ from ferry.archive.criu_config import write_criu_config
 from ferry.faults import maybe_fail
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S
 from ferry.runtime import CheckpointStats, Runtime, current
-from tasks.apply_diff import Prepared
+from tasks.prepare_import import Prepared
 
 
 @dataclass(frozen=True)

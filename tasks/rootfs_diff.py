@@ -1,4 +1,4 @@
-"""Stage 2, rootfs diff: changed files of the container's root into ``rootfs-diff.tar``.
+"""Rootfs diff: changed files of the container's root into ``rootfs-diff.tar``.
 
 Same semantics as Podman's export: every added path and every modified non-directory goes into
 an uncompressed tar with paths relative to the container root; deleted paths go into

@@ -1,4 +1,4 @@
-"""Nightly stage 0, select: which containers to snapshot (names and/or a label selector)."""
+"""Select (nightly, first): which containers to snapshot (names and/or a label selector)."""
 
 from __future__ import annotations
 

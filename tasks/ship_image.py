@@ -1,4 +1,4 @@
-"""Stage 0b, ship image (``--with-image``): put the container's image in the store, once.
+"""Ship image (``--with-image``): put the container's image in the store, once.
 
 Runs before the freeze: the image never changes under a running container, and a failure here
 leaves the container untouched. Stores it only when the store does not hold that id yet.

@@ -1,4 +1,4 @@
-"""Stage 6, verify: the signature, every member's sha256 and every path, checked before the host is touched."""
+"""Verify: the signature, every member's sha256 and every path, checked before the host is touched."""
 
 from __future__ import annotations
 

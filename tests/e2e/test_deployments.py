@@ -158,12 +158,12 @@ def test_migration_moves_the_container_between_hosts(deployed: Deployed) -> None
 @pytest.mark.parametrize(
     ("host", "stages"),
     [
-        ("host1", ["upload", "upload", "upload"]),  # the upload task retries twice on its own
+        ("host1", ["publish", "publish", "publish"]),  # the publish task retries twice on its own
         ("host2", ["download", "download", "download"]),
         ("host2", ["verify"]),
         ("host2", ["restore"]),
     ],
-    ids=["upload", "download", "verify", "restore"],
+    ids=["publish", "download", "verify", "restore"],
 )
 def test_failed_migration_leaves_the_container_running_on_the_source(
     deployed: Deployed, host: str, stages: list[str]
@@ -188,7 +188,7 @@ def test_failed_migration_leaves_the_container_running_on_the_source(
 def test_retry_after_failed_upload_resumes_without_a_new_dump(deployed: Deployed) -> None:
     h1 = deployed.host1
     h1.run_workload("resumer")
-    deployed.inject("host1", "upload", "upload", "upload")
+    deployed.inject("host1", "publish", "publish", "publish")
 
     run = deployed.run("ferry-snapshot/host1", container="resumer", to=deployed.store, leave_running=True)
     assert run.state.is_failed(), run.state
@@ -210,7 +210,7 @@ def test_retry_after_failed_upload_resumes_without_a_new_dump(deployed: Deployed
         by_name.setdefault(tr.name.rsplit("-", 1)[0], []).append(tr.state.name if tr.state else "?")
     assert by_name["dump"][-1] == "Cached", by_name
     assert by_name["rootfs-diff"][-1] == "Cached", by_name
-    assert "Completed" in by_name["upload"], by_name
+    assert "Completed" in by_name["publish"], by_name
     assert len(ArchiveStore(deployed.store, deployed.options).archives("resumer")) == 1
 
 

@@ -18,7 +18,7 @@ from storage.ref import StoreRef
 from storage.store import SIDECAR_SUFFIX, ArchiveStore
 from tasks.archive import ArchiveResult
 from tasks.locate import locate
-from tasks.upload import discard
+from tasks.publish import discard
 
 OLD, NEW = "2026-01-01T00:00:00.000Z", "2026-02-01T00:00:00.000Z"
 

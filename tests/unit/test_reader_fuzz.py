@@ -22,7 +22,7 @@ from ferry.archive.compression import COMPRESSIONS, Compression
 from ferry.archive.manifest import Sidecar
 from ferry.archive.reader import Report, rewrite, verify
 from ferry.errors import ArchiveError
-from tasks.apply_diff import ImageLinkCheck
+from tasks.prepare_import import ImageLinkCheck
 from tests import hostile_corpus as hc
 
 BASE = hc.forged_base()

@@ -27,7 +27,6 @@ from ferry.runtime import Changes, Mount
 from storage.images import find_image
 from storage.ref import StoreRef, store_of
 from storage.store import ArchiveStore
-from tasks.apply_diff import apply_diff
 from tasks.archive import ArchiveResult, build_archive
 from tasks.download import Fetched, download
 from tasks.dump import dump
@@ -35,7 +34,9 @@ from tasks.freeze import frozen
 from tasks.inspect import Subject, inspect
 from tasks.load_image import load_image
 from tasks.locate import archive_of_run, locate
+from tasks.prepare_import import prepare_import
 from tasks.prune import prune
+from tasks.publish import discard, publish
 from tasks.restore import restore
 from tasks.retry import transient
 from tasks.rollback import rollback
@@ -43,7 +44,6 @@ from tasks.rootfs_diff import rootfs_diff
 from tasks.select import select
 from tasks.ship_image import ship_image
 from tasks.source import remove_here, restore_here
-from tasks.upload import discard, upload
 from tasks.verify import Verified, verify
 from tests.fakes import IMAGE_ID, FakeRuntime
 
@@ -81,7 +81,7 @@ def _archive(fake: FakeRuntime, ref: StoreRef, work: Path, *, leave_running: boo
 
 
 def _snapshot(fake: FakeRuntime, ref: StoreRef, work: Path) -> str:
-    return upload(_archive(fake, ref, work, leave_running=True), ref)
+    return publish(_archive(fake, ref, work, leave_running=True), ref)
 
 
 def _verified(fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path) -> Verified:
@@ -200,7 +200,7 @@ def test_upload_publishes_and_discard_removes_an_unpublished_archive(
     fake: FakeRuntime, ref: StoreRef, work: Path
 ) -> None:
     archive = _archive(fake, ref, work)
-    url = upload(archive, ref)
+    url = publish(archive, ref)
     [entry] = ArchiveStore(ref.url).archives("app")
     assert entry.url == url and entry.sidecar.signature
     other = _archive(fake, ref, work / ".." / "work")
@@ -347,11 +347,11 @@ def test_load_image_present_or_from_the_store(fake: FakeRuntime, ref: StoreRef, 
     assert fake.images[IMAGE_ID] == "img" and fake.called("tag_image") == [(IMAGE_ID, "img")]
 
 
-def test_apply_diff_and_restore(fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path) -> None:
+def test_prepare_import_and_restore(fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path) -> None:
     verified = _verified(fake, ref, work, tmp_path)
     with pytest.raises(ContainerStateError, match="already exists"):
-        apply_diff(verified, runtime=fake)  # "app" is still there
-    prepared = apply_diff(verified, "copy", runtime=fake)
+        prepare_import(verified, runtime=fake)  # "app" is still there
+    prepared = prepare_import(verified, "copy", runtime=fake)
     with tarfile.open(prepared.path) as tar:
         names = tar.getnames()
     assert "config.dump" in names and "rootfs-diff.tar" in names
@@ -362,15 +362,15 @@ def test_apply_diff_and_restore(fake: FakeRuntime, ref: StoreRef, work: Path, tm
     assert (name, target) == ("copy", "copy")
 
 
-def test_apply_diff_refuses_a_missing_image(fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path) -> None:
+def test_prepare_import_refuses_a_missing_image(fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path) -> None:
     verified = _verified(fake, ref, work, tmp_path)
     del fake.images[IMAGE_ID]
     with pytest.raises(RestoreError, match="is not on this host"):
-        apply_diff(verified, "copy", runtime=fake)
+        prepare_import(verified, "copy", runtime=fake)
 
 
 def test_restore_failure_is_reported(fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path) -> None:
-    prepared = apply_diff(_verified(fake, ref, work, tmp_path), "copy", runtime=fake)
+    prepared = prepare_import(_verified(fake, ref, work, tmp_path), "copy", runtime=fake)
     fake.fail["restore_import"] = RestoreError("Cannot restore container 'copy'.")
     with pytest.raises(RestoreError):
         restore(prepared, runtime=fake)

@@ -1,7 +1,9 @@
-"""Stage 4, upload: the archive into the store, atomically (sidecar manifest last).
+"""Publish: make the archive visible in the store by writing its (signed) sidecar last.
 
-When the archive stage already streamed the archive into an object store, this stage only
-publishes it, by writing the sidecar.
+The archive stage already streamed the archive into the store under its final name, invisible
+without a sidecar; this stage checks the object's size, signs the sidecar and writes it. An
+archive staged on local disk instead (no streaming) is uploaded here first. ``discard`` removes
+an archive that was streamed but never published, after a snapshot failed for good.
 """
 
 from __future__ import annotations
@@ -20,7 +22,7 @@ from storage.ref import StoreRef
 from tasks.archive import ArchiveResult, archive_key
 from tasks.retry import transient
 
-log = logging.getLogger("ferry.upload")
+log = logging.getLogger("ferry.publish")
 UNSIGNED_WARNING = (
     "This host has no signing key (FERRY_SIGNING_KEY, FERRY_SIGNING_KEY_BLOCK or /etc/ferry/signing.key), so "
     "the archive of {name} is UNSIGNED: restores will refuse it unless run with --allow-unsigned. Create a key "
@@ -28,8 +30,8 @@ UNSIGNED_WARNING = (
 )
 
 
-def upload(archive: ArchiveResult, ref: StoreRef) -> str:
-    maybe_fail("upload")
+def publish(archive: ArchiveResult, ref: StoreRef) -> str:
+    maybe_fail("publish")
     store = ref.open()
     manifest = archive.manifest
     key = archive.key or archive_key(store, manifest, archive.digest.compression)
@@ -83,6 +85,6 @@ def discard_task(archive: ArchiveResult, ref: StoreRef) -> None:
     discard(archive, ref)
 
 
-@task(name="upload", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient, persist_result=True)
-def upload_task(archive: ArchiveResult, ref: StoreRef) -> str:
-    return upload(archive, ref)
+@task(name="publish", retries=2, retry_delay_seconds=[2, 10], retry_condition_fn=transient, persist_result=True)
+def publish_task(archive: ArchiveResult, ref: StoreRef) -> str:
+    return publish(archive, ref)

@@ -1,11 +1,12 @@
-"""Stage 7, apply diff: confine the rootfs changes to the container root and hand them over.
+"""Prepare import: rewrite the verified archive into the tar ``podman container restore --import`` reads.
 
 Podman applies ``rootfs-diff.tar`` and ``deleted.files`` itself, in the same step as the CRIU
-restore, so ferry cannot run between the two. What ferry controls is what Podman gets: a tar it
-wrote itself from entries that passed :mod:`ferry.archive.policy`, checked once more against
-the image's own symlinks (a diff entry below an image symlink would be written wherever that
-link points), with setuid/setgid bits and every other entry type stripped. Podman never parses
-a byte of the untrusted archive.
+restore, so ferry cannot run between the two. What ferry controls is what Podman gets, written
+by ferry itself (:func:`ferry.archive.reader.rewrite`): ``config.dump`` and ``spec.dump`` rebuilt
+for this host (:mod:`ferry.archive.rebuild`), nested tars and the rootfs diff rebuilt from entries
+that passed the checks, the diff checked once more against the image's own symlinks (a diff
+entry below an image symlink would be written wherever that link points), and CRIU images passed
+on only after their credentials were checked against the rebuilt spec.
 """
 
 from __future__ import annotations
@@ -67,7 +68,7 @@ def host_facts(runtime: Runtime, staging: Path) -> HostFacts:
     return HostFacts(volume_path, cgroup_manager, oci_runtime, runtime.reference_spec(staging))
 
 
-def apply_diff(
+def prepare_import(
     verified: Verified,
     name: str | None = None,
     runtime: Runtime | None = None,
@@ -112,6 +113,6 @@ def apply_diff(
     return Prepared(out, name, report, options, criu_config)
 
 
-@task(name="apply-diff", retries=0, persist_result=True)
-def apply_diff_task(verified: Verified, name: str | None = None, options: RestoreOptions | None = None) -> Prepared:
-    return apply_diff(verified, name, options=options)
+@task(name="prepare-import", retries=0, persist_result=True)
+def prepare_import_task(verified: Verified, name: str | None = None, options: RestoreOptions | None = None) -> Prepared:
+    return prepare_import(verified, name, options=options)
