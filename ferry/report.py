@@ -13,6 +13,8 @@ import time
 from collections.abc import Iterator
 from typing import Any
 
+from ferry.names import artifact_key
+
 log = logging.getLogger("ferry.report")
 
 
@@ -52,19 +54,13 @@ def warn(logger: logging.Logger, message: str) -> None:
             get_run_logger().warning(message)
 
 
-def _artifact_key(text: str) -> str:
-    # Prefect keys: lowercase letters, digits and dashes.
-    cleaned = "".join(c if c.isalnum() else "-" for c in text.lower()).strip("-")
-    return "-".join(p for p in cleaned.split("-") if p)[:100] or "ferry"
-
-
 def markdown(title: str, body: str, key: str) -> None:
     if not _in_run():
         return
     from prefect.artifacts import create_markdown_artifact
 
     try:
-        create_markdown_artifact(markdown=f"# {title}\n\n{body}", key=_artifact_key(key), description=title)
+        create_markdown_artifact(markdown=f"# {title}\n\n{body}", key=artifact_key(key), description=title)
     except Exception as exc:  # artifacts never fail a run
         log.warning("could not publish the %s artifact: %s", key, exc)
 
@@ -75,7 +71,7 @@ def table(rows: list[dict[str, Any]], key: str, description: str) -> None:
     from prefect.artifacts import create_table_artifact
 
     try:
-        create_table_artifact(table=rows, key=_artifact_key(key), description=description)
+        create_table_artifact(table=rows, key=artifact_key(key), description=description)
     except Exception as exc:
         log.warning("could not publish the %s artifact: %s", key, exc)
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
 import os
 import shutil
 import uuid
 from datetime import UTC, datetime
 from pathlib import Path
+
+from ferry.names import file_name
 
 DEFAULT_STAGING = "/var/tmp/ferry"  # noqa: S108 - root-owned, created 0700 per run
 
@@ -16,13 +17,9 @@ def staging_root() -> Path:
     return Path(os.environ.get("FERRY_STAGING", DEFAULT_STAGING))
 
 
-def _safe(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in name)[:64] or "run"
-
-
 def new_run_dir(kind: str, name: str) -> Path:
     """A fresh private directory for one snapshot or restore."""
-    path = staging_root() / kind / f"{utcnow_compact()}-{_safe(name)}-{uuid.uuid4().hex[:8]}"
+    path = staging_root() / kind / f"{utcnow_compact()}-{file_name(name, fallback='run')}-{uuid.uuid4().hex[:8]}"
     path.mkdir(parents=True, mode=0o700)
     return path
 
@@ -35,23 +32,9 @@ def run_dir(kind: str, name: str) -> Path:
     run_id = flow_run.get_id()
     if not run_id:
         return new_run_dir(kind, name)
-    path = staging_root() / kind / f"{_safe(name)}-{run_id}"
+    path = staging_root() / kind / f"{file_name(name, fallback='run')}-{run_id}"
     path.mkdir(parents=True, mode=0o700, exist_ok=True)
     return path
-
-
-def generation(path: Path) -> int:
-    """How many times a rollback has invalidated this run's dump (see tasks.rollback)."""
-    try:
-        return int((path / "generation").read_text())
-    except (OSError, ValueError):
-        return 0
-
-
-def bump_generation(path: Path) -> None:
-    # Best effort: on a full disk the rollback matters more than the retry bookkeeping.
-    with contextlib.suppress(OSError):
-        (path / "generation").write_text(str(generation(path) + 1))
 
 
 def remove_run_dir(path: Path) -> None:

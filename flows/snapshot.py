@@ -3,7 +3,7 @@
 In stop mode a failure after the dump rolls back: the container is restored on this host.
 Stage results are persisted, so a retry of a failed run (Prefect's Retry button or
 `prefect flow-run retry`) picks up after the last finished stage: a container is never dumped
-twice for one snapshot, unless a rollback restarted it in between.
+twice for one snapshot, unless a rollback restarted it in between (see :mod:`ferry.resume`).
 """
 
 from __future__ import annotations
@@ -14,13 +14,14 @@ from typing import Annotated, Any, Literal
 from prefect import flow
 from pydantic import Field
 
-from ferry.locks import clear_inflight, container_lock
+from ferry.locks import container_lock
 from ferry.options import DumpOptions
 from ferry.report import Timings, markdown
-from ferry.staging import generation, remove_run_dir, run_dir
+from ferry.resume import clear_inflight, generation, is_dumped
+from ferry.staging import remove_run_dir, run_dir
 from storage.ref import StoreRef
 from tasks.archive import ArchiveResult, archive_task
-from tasks.dump import dump_task, is_dumped
+from tasks.dump import dump_task
 from tasks.freeze import frozen
 from tasks.inspect import inspect_task
 from tasks.publish import discard_task, publish_task

@@ -41,6 +41,7 @@ from ferry.errors import (
     UnsupportedArchiveError,
     UsageError,
 )
+from ferry.names import file_name
 
 SIDECAR_SUFFIX = ".ferry.json"
 PARTIAL_SUFFIX = ".partial"
@@ -124,7 +125,7 @@ class ArchiveStore:
     def key_for(self, container: str, created: str, host: str, container_id: str, suffix: str) -> str:
         # Milliseconds too: two snapshots of one container within a second must not share a key.
         stamp = "".join(c for c in created if c.isdigit() or c == "T")[:18] + "Z"
-        safe_host = "".join(c if c.isalnum() or c in "-_" else "_" for c in host) or "host"
+        safe_host = file_name(host, limit=253, keep="-_", fallback="host")
         return f"{container}/{stamp}-{safe_host}-{container_id[:12]}{suffix}"
 
     def url_of(self, key: str) -> str:

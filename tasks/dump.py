@@ -13,8 +13,8 @@ from pathlib import Path
 from prefect import task
 
 from ferry.faults import maybe_fail
-from ferry.locks import mark_inflight
 from ferry.options import DumpOptions
+from ferry.resume import mark_dumped, mark_inflight
 from ferry.runtime import CheckpointStats, ContainerInfo, Runtime, current
 from ferry.staging import utcnow
 
@@ -46,15 +46,6 @@ def dump(
     return DumpResult(staging / "dump.tar", leave_running, stats, started, utcnow(), options)
 
 
-def _marker(staging: Path, generation: int) -> Path:
-    return staging / f"dumped-{generation}"
-
-
-def is_dumped(staging: Path, generation: int) -> bool:
-    """Whether this run already dumped the container (so a retry must not freeze it again)."""
-    return _marker(staging, generation).exists()
-
-
 @task(name="dump", retries=0, persist_result=True)
 def dump_task(
     info: ContainerInfo,
@@ -64,5 +55,5 @@ def dump_task(
     options: DumpOptions | None = None,
 ) -> DumpResult:
     result = dump(info, staging, leave_running, options=options)
-    _marker(staging, generation).touch()
+    mark_dumped(staging, generation)
     return result

@@ -9,7 +9,7 @@ from prefect import task
 
 from ferry.archive.manifest import Source
 from ferry.errors import ContainerStateError
-from ferry.locks import clear_inflight, is_inflight
+from ferry.resume import clear_inflight, is_inflight
 from ferry.runtime import ContainerInfo, Runtime, current
 from storage.ref import StoreRef
 

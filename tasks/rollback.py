@@ -12,9 +12,8 @@ from prefect import task
 from prefect.cache_policies import NO_CACHE
 
 from ferry.errors import FerryError, RestoreError
-from ferry.locks import clear_inflight
+from ferry.resume import bump_generation, clear_inflight
 from ferry.runtime import ContainerInfo, Runtime, current
-from ferry.staging import bump_generation
 
 
 def rollback(

@@ -13,7 +13,7 @@ from typing import BinaryIO, Literal
 
 import zstandard
 
-from ferry.archive.streams import Readable
+from ferry.archive.streams import Prefixed, Readable
 from ferry.errors import UnsupportedArchiveError, UsageError
 
 Compression = Literal["zstd", "gzip", "none"]
@@ -65,35 +65,12 @@ def compressing(sink: BinaryIO, compression: Compression) -> Iterator[BinaryIO]:
         yield sink
 
 
-class _Prefixed(io.RawIOBase):
-    """Replays bytes already read for detection, then continues with the source."""
-
-    def __init__(self, head: bytes, source: Readable) -> None:
-        super().__init__()
-        self._head = head
-        self._source = source
-
-    def readable(self) -> bool:
-        return True
-
-    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(buffer)
-        if self._head:
-            n = min(len(view), len(self._head))
-            view[:n] = self._head[:n]
-            self._head = self._head[n:]
-            return n
-        data = self._source.read(len(view))
-        view[: len(data)] = data
-        return len(data)
-
-
 @contextlib.contextmanager
 def decompressing(source: Readable) -> Iterator[tuple[Compression, BinaryIO]]:
     """Detect the compression of ``source`` and yield (name, decompressed readable stream)."""
     head = source.read(512)
     compression = detect(head)
-    raw = io.BufferedReader(_Prefixed(head, source), buffer_size=1 << 20)
+    raw = io.BufferedReader(Prefixed(head, source), buffer_size=1 << 20)
     if compression == "zstd":
         dctx = zstandard.ZstdDecompressor(max_window_size=ZSTD_MAX_WINDOW)
         with dctx.stream_reader(raw, read_across_frames=True, closefd=False) as reader:

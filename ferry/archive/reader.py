@@ -34,7 +34,7 @@ from ferry.archive.policy import (
 )
 from ferry.archive.rebuild import MAX_JSON_BYTES, rebuild
 from ferry.archive.rebuild_context import RebuildContext
-from ferry.archive.streams import HashingReader, Readable, drain
+from ferry.archive.streams import FullReads, HashingReader, Readable, drain
 from ferry.errors import (
     ArchiveError,
     IntegrityError,
@@ -152,7 +152,7 @@ def _walk(
     ctx: RebuildContext,
     check_diff_path: Callable[[str], None] | None = None,
 ) -> Report:
-    outer = HashingReader(_FullReads(source))
+    outer = HashingReader(FullReads(source))
     try:
         with decompressing(outer) as (compression, plain):
             report = Report(compression)
@@ -186,25 +186,6 @@ def _check_credentials(pending: _Pending) -> None:
     """CRIU's images may not grant the restored processes more than the (rebuilt) spec does."""
     grants = Grants.from_spec(pending.spec or {}, must_deny=seccomp_bpf.host_default_denials())
     criu_images.check_core_images(pending.criu_images, grants)
-
-
-class _FullReads:
-    """Returns short reads only at the end of the stream: format detection reads one header and
-    needs all of it, whatever the source (a peeking wrapper, a network stream) hands back."""
-
-    def __init__(self, source: Readable) -> None:
-        self._source = source
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._source.read(size)
-        if size < 0 or not data or len(data) >= size:
-            return data
-        parts = [data]
-        got = len(data)
-        while got < size and (more := self._source.read(size - got)):
-            parts.append(more)
-            got += len(more)
-        return b"".join(parts)
 
 
 def _blame_corruption(outer: HashingReader, sidecar: Sidecar | None, exc: Exception) -> None:

@@ -1,4 +1,5 @@
-"""Small stream wrappers: hashing, counting and bounding bytes as they pass."""
+"""Small stream wrappers, all of ferry's in one place: hashing, counting and bounding bytes as they
+pass; replaying a peeked header; reading whole blocks from a source that returns short reads."""
 
 from __future__ import annotations
 
@@ -79,3 +80,45 @@ def drain(reader: Readable) -> None:
     """Read a stream to its end (so a hashing wrapper sees every byte)."""
     while reader.read(CHUNK):
         pass
+
+
+class Prefixed(io.RawIOBase):
+    """Replays bytes already read for detection, then continues with the source."""
+
+    def __init__(self, head: bytes, source: Readable) -> None:
+        super().__init__()
+        self._head = head
+        self._source = source
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: bytearray | memoryview) -> int:  # type: ignore[override]
+        view = memoryview(buffer)
+        if self._head:
+            n = min(len(view), len(self._head))
+            view[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._source.read(len(view))
+        view[: len(data)] = data
+        return len(data)
+
+
+class FullReads:
+    """Returns short reads only at the end of the stream: format detection reads one header and
+    needs all of it, whatever the source (a peeking wrapper, a network stream) hands back."""
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        if size < 0 or not data or len(data) >= size:
+            return data
+        parts = [data]
+        got = len(data)
+        while got < size and (more := self._source.read(size - got)):
+            parts.append(more)
+            got += len(more)
+        return b"".join(parts)

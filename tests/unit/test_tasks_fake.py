@@ -22,7 +22,7 @@ from ferry.errors import (
     StoreError,
     UsageError,
 )
-from ferry.locks import is_inflight
+from ferry.resume import is_inflight
 from ferry.runtime import Changes, Mount
 from storage.images import find_image
 from storage.ref import StoreRef, store_of
