@@ -1,4 +1,4 @@
-"""The attacker's lab for tests/e2e/test_restore_attacks.py: two Podman stores on this machine, a
+"""The attacker's lab for tests/e2e/attacks/: two Podman stores on this machine, a
 real snapshot to forge from, one way to restore, and a full account of what an attempt changed.
 
 An attack is a real snapshot with one thing changed, re-sealed with a consistent manifest and

@@ -1,4 +1,12 @@
-"""Edit real CRIU core images as an attacker would: re-encode the protobuf with more privilege."""
+"""Make and edit CRIU images as an attacker would: re-encode the protobuf with more privilege.
+
+A CRIU image is two 32-bit magic words, then entries, each a 4-byte little-endian size and a
+protobuf message (https://criu.org/Images). ``core-<pid>.img`` holds one ``core_entry``; its
+``thread_core`` (field 5) carries the task's ``creds`` (field 10: capabilities as pairs of 32-bit
+words) and ``seccomp_mode`` (field 11: 0 disabled, 1 strict, 2 filter). Fields not edited are
+carried over as they were, so the image stays valid for the CRIU that wrote it:
+``tests/e2e/attacks/test_criu_images.py`` reads an edited image back with ``crit decode``.
+"""
 
 from __future__ import annotations
 
@@ -54,14 +62,21 @@ def core_image(*, uid: int = 0, caps: list[int] | None = None, seccomp_mode: int
     return image(magic, [pw.encode_fields(core)])
 
 
-def escalate(data: bytes, *, caps: list[int] = FULL_CAPS, uid: int | None = None, seccomp_off: bool = True) -> bytes:
-    """A real core image with every capability set full and, optionally, seccomp off."""
+def cap_words(mask: int) -> list[int]:
+    return [mask & 0xFFFFFFFF, mask >> 32]
+
+
+def escalate(
+    data: bytes, *, caps: list[int] | None = FULL_CAPS, uid: int | None = None, seccomp_off: bool = True
+) -> bytes:
+    """A real core image with every capability set to ``caps`` (None: unchanged), every uid to
+    ``uid`` (None: unchanged) and, optionally, seccomp off."""
     magic, (entry,) = entries(data)
     core = pw.fields(entry)
     thread = pw.fields(bytes(core[ci.CORE_THREAD_CORE][0][1]))  # type: ignore[arg-type]
     creds = pw.fields(bytes(thread[ci.THREAD_CREDS][0][1]))  # type: ignore[arg-type]
-    for number in ci.CREDS_CAPS.values():
-        creds[number] = [(pw.VARINT, w) for w in caps]
+    for number in ci.CREDS_CAPS.values() if caps is not None else ():
+        creds[number] = [(pw.VARINT, w) for w in caps or []]
     if uid is not None:
         for name, number in ci.CREDS_IDS.items():
             if name.endswith("uid"):
@@ -98,3 +113,20 @@ def unlimited_rlimits(data: bytes) -> bytes:
     tc[ci.TC_RLIMITS] = [(pw.LENGTH, pw.encode_fields({1: [(pw.LENGTH, limit)] * 16}))]
     core[ci.CORE_TC] = [(pw.LENGTH, pw.encode_fields(tc))]
     return image(magic, [pw.encode_fields(core)])
+
+
+def process_caps(pid: int | str = "self", which: str = "CapBnd") -> int:
+    """A capability mask from /proc/<pid>/status (CapEff, CapBnd, ...)."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(which + ":"):
+                return int(line.split()[1], 16)
+    raise ValueError(f"no {which} in /proc/{pid}/status")
+
+
+def seccomp_mode(pid: int | str) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("Seccomp:"):
+                return int(line.split()[1])
+    raise ValueError(f"no Seccomp in /proc/{pid}/status")
