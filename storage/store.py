@@ -225,6 +225,16 @@ class ArchiveStore:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def require(self) -> None:
+        """Raise :class:`ArchiveNotFoundError` when there is no store here: a local directory that
+        does not exist, or an object store's bucket that does not (a prefix with nothing under it
+        is an empty store: object stores have no directories)."""
+        where = self.root if self.is_local else self.root.split("/", 1)[0]
+        with translated("read", self.url):
+            present = self.fs.isdir(where) if self.is_local else self.fs.exists(where)
+        if not present:
+            raise ArchiveNotFoundError(f"There is no store at {self.url}: check the URL.")
+
     def archives(self, container: str | None = None) -> list[Entry]:
         """Complete archives, newest first (per container when ``container`` is given)."""
         return self.listing(container)[0]
