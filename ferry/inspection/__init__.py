@@ -58,6 +58,8 @@ def inspect_stream(
         verification, scan.archive_bytes = read_twice(plain, scan.run, lambda s: _verify(s, opened.sidecar))
         if verification[0]:
             verification = _stored(opened, verification)
+        if plain.error is not None and scan.members == 0:
+            raise plain.error  # nothing decrypted (a wrong key): that is the error, not "no archive"
         scan.finish()
         checked = _signed(verification, sidecar, allow_unsigned)
         verification = (False, sidecar_problem) if sidecar_problem else checked
@@ -86,15 +88,15 @@ class _EndsOnError:
 
     def __init__(self, source: Readable) -> None:
         self._source = source
-        self._failed = False
+        self.error: ArchiveError | None = None
 
     def read(self, size: int = -1, /) -> bytes:
-        if self._failed:
+        if self.error is not None:
             return b""
         try:
             return self._source.read(size)
-        except ArchiveError:
-            self._failed = True
+        except ArchiveError as exc:
+            self.error = exc
             raise
 
 
