@@ -60,6 +60,17 @@ def failed(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> di
     return error
 
 
+def s3_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """S3 storage options for an endpoint on this loopback port (botocore tries once)."""
+    options = {
+        "key": "k",
+        "secret": "s",
+        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+    }
+    return dict(env, FERRY_STORAGE_OPTIONS=json.dumps(options))
+
+
 @dataclass
 class Scripted:
     host: Host
@@ -232,13 +243,7 @@ def test_inspect_decrypts_with_the_key_and_fails_without_it(scripted: Scripted) 
 
 
 def test_an_unreachable_store_exits_5(scripted: Scripted) -> None:
-    options = {
-        "key": "k",
-        "secret": "s",
-        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{free_port()}", "region_name": "us-east-1"},
-        "config_kwargs": {"retries": {"max_attempts": 1}},
-    }
-    env = dict(scripted.env, FERRY_STORAGE_OPTIONS=json.dumps(options))
+    env = s3_env(scripted.env, free_port())  # nothing listens there
     failed(ferry(env, "ls", "s3://ferry/store", "--json"), 5, "Could not connect")
     failed(ferry(env, "verify", "s3://ferry/store/app/x.tar.zst", "--json"), 5, "Could not connect")
 
@@ -251,15 +256,7 @@ def test_a_runtime_failure_exits_1(scripted: Scripted) -> None:
 def test_an_interrupt_exits_130(scripted: Scripted) -> None:
     """Ctrl-C while ferry waits on a store that accepted the connection and never answers."""
     with socket.create_server(("127.0.0.1", 0)) as server:
-        options = {
-            "key": "k",
-            "secret": "s",
-            "client_kwargs": {
-                "endpoint_url": f"http://127.0.0.1:{server.getsockname()[1]}",
-                "region_name": "us-east-1",
-            },
-        }
-        env = dict(scripted.env, FERRY_STORAGE_OPTIONS=json.dumps(options))
+        env = s3_env(scripted.env, server.getsockname()[1])
         proc = subprocess.Popen(
             [sys.executable, "-m", "ferry.cli", "ls", "s3://ferry/store"],
             env=env,
