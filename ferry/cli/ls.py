@@ -71,13 +71,13 @@ def table(entries: list[Entry]) -> str:
     from ferry.humanize import age, size
     from ferry.inspection_view import safe
 
-    lines = [f"{'CONTAINER':20} {'CREATED':36} {'SIZE':>10} {'MODE':13} {'HOST':16} IMAGE / URL"]
+    lines = [f"{'CONTAINER':20} {'CREATED':34} {'SIZE':>10} {'MODE':13} {'HOST':16} IMAGE / URL"]
     for e in entries:
         m = e.sidecar.manifest
         created = f"{m.created} ({age(m.created)})"
         lines.append(
             safe(
-                f"{m.container.name:20} {created:36} {size(e.sidecar.size):>10} {m.mode:13} "
+                f"{m.container.name:20} {created:34} {size(e.sidecar.size):>10} {m.mode:13} "
                 f"{m.source.host:16} {m.container.image_name}"
             )
         )
