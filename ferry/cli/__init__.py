@@ -41,8 +41,7 @@ def _parser() -> argparse.ArgumentParser:
         description="Checkpoint running Podman containers with CRIU into object storage, and "
         "restore them. The podman command line comes from FERRY_PODMAN (default: podman); "
         "the store from FERRY_STORE when a command is given none.",
-        epilog="Exit status: 0 ok, 1 runtime failure, 2 usage, 3 not found, 4 integrity or trust refusal, "
-        "5 store unreachable or denied, 130 interrupted.",
+        epilog="Exit status: " + ", ".join(f"{code} {meaning}" for code, meaning in exit_codes.TABLE) + ".",
     )
     p.add_argument("--version", action="version", version=f"ferry {version()}")
     global_options(p, nested=False)

@@ -24,15 +24,15 @@ REFUSED = 4
 STORE = 5
 INTERRUPTED = 130
 
-#: ``(status, meaning)`` in README's order.
+#: ``(status, short meaning)``, as ``ferry --help`` lists them.
 TABLE = (
-    (OK, "success"),
-    (FAILURE, "runtime failure (podman, CRIU), a failed host check, or an unforeseen error"),
-    (USAGE, "usage: bad arguments or configuration; nothing was done"),
-    (NOT_FOUND, "not found: no such container, archive or store"),
-    (REFUSED, "refused: the archive fails an integrity, safety or signature check"),
-    (STORE, "the store is unreachable or access is denied"),
-    (INTERRUPTED, "interrupted (Ctrl-C)"),
+    (OK, "ok"),
+    (FAILURE, "runtime failure"),
+    (USAGE, "usage"),
+    (NOT_FOUND, "not found"),
+    (REFUSED, "integrity or trust refusal"),
+    (STORE, "store unreachable or denied"),
+    (INTERRUPTED, "interrupted"),
 )
 
 
