@@ -7,19 +7,21 @@ import shlex
 from collections.abc import Iterator
 from typing import Any
 
+from ferry.humanize import size as human_size
+
 
 def format_inspection(data: dict[str, Any]) -> str:
     """The terminal view of :func:`inspect_archive`'s result. Every string from the archive is
     escaped: a hostile process name must not move the operator's cursor or recolour the screen."""
     lines = [
-        f"Archive:    {_safe(data['url'])}",
-        f"Verified:   {'yes' if data['verified'] else 'NO'}: {_safe(data['verification'])}",
+        f"Archive:    {safe(data['url'])}",
+        f"Verified:   {'yes' if data['verified'] else 'NO'}: {safe(data['verification'])}",
         f"Container:  {_name_id(data['container'])}",
         f"Image:      {_name_id(data['image'])}",
         f"Engine:     {_engine(data)}",
         f"Source:     {_source(data['source'])}",
-        f"Created:    {_safe(data['created'] or '?')} (mode {_safe(data['mode'] or '?')})",
-        f"Command:    {_safe(shlex.join(data['command'])) if data['command'] else '?'}",
+        f"Created:    {safe(data['created'] or '?')} (mode {safe(data['mode'] or '?')})",
+        f"Command:    {safe(shlex.join(data['command'])) if data['command'] else '?'}",
         f"Sizes:      {_sizes(data['sizes'], data['compression'])}",
     ]
     if data.get("dump_stats"):
@@ -28,14 +30,14 @@ def format_inspection(data: dict[str, Any]) -> str:
     lines += ["  " + line for line in _tree(data["processes"])] or ["  (none decoded)"]
     lines.append("Restore on this host:")
     for what, check in data["compatibility"].items():
-        lines.append(f"  {_mark(check['ok'])} {what}: {_safe(check['detail'])}")
+        lines.append(f"  {_mark(check['ok'])} {what}: {safe(check['detail'])}")
     if data["notes"]:
         lines.append("Notes:")
-        lines += [f"  - {_safe(note)}" for note in data["notes"]]
+        lines += [f"  - {safe(note)}" for note in data["notes"]]
     return "\n".join(lines)
 
 
-def _safe(text: object) -> str:
+def safe(text: object) -> str:
     return "".join(c if c.isprintable() else repr(c)[1:-1] for c in str(text))
 
 
@@ -44,7 +46,7 @@ def _short(ref: str) -> str:
 
 
 def _name_id(ref: dict[str, str]) -> str:
-    return f"{_safe(ref['name'] or '?')} ({_safe(_short(ref['id']) or 'no id')})"
+    return f"{safe(ref['name'] or '?')} ({safe(_short(ref['id']) or 'no id')})"
 
 
 def _engine(data: dict[str, Any]) -> str:
@@ -53,28 +55,19 @@ def _engine(data: dict[str, Any]) -> str:
     parts = [f"podman {podman}" if podman else "podman", f"runtime {data['runtime'] or '?'}"]
     if criu:
         parts.append(f"CRIU {criu}")
-    return _safe(", ".join(parts))
+    return safe(", ".join(parts))
 
 
 def _source(source: dict[str, str]) -> str:
     if not source["host"]:
         return "unknown (no ferry manifest)"
-    return _safe(f"host {source['host']}, kernel {source['kernel'] or '?'}")
-
-
-def _human(size: int) -> str:
-    value = float(size)
-    for unit in ("B", "KiB", "MiB", "GiB"):
-        if value < 1024 or unit == "GiB":
-            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
-        value /= 1024
-    raise AssertionError("unreachable")
+    return safe(f"host {source['host']}, kernel {source['kernel'] or '?'}")
 
 
 def _sizes(sizes: dict[str, int], compression: str) -> str:
     return (
-        f"archive {_human(sizes['archive'])} ({compression}), {_human(sizes['total'])} expanded; "
-        f"memory pages {_human(sizes['memory_pages'])}; rootfs diff {_human(sizes['rootfs_diff'])} "
+        f"archive {human_size(sizes['archive'])} ({compression}), {human_size(sizes['total'])} expanded; "
+        f"memory pages {human_size(sizes['memory_pages'])}; rootfs diff {human_size(sizes['rootfs_diff'])} "
         f"({sizes['changed_files']} entries changed, {sizes['deleted_files']} deleted)"
     )
 
@@ -109,5 +102,5 @@ def _branch(
             continue
         shown.add(proc["pid"])
         threads = f" ({proc['threads']} threads)" if proc["threads"] > 1 else ""
-        yield f"{'  ' * depth}[{proc['pid']}] {_safe(proc['comm'] or '?')}{threads}"
+        yield f"{'  ' * depth}[{proc['pid']}] {safe(proc['comm'] or '?')}{threads}"
         yield from _branch(children.get(proc["pid"], []), children, shown, depth + 1)

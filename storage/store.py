@@ -226,6 +226,19 @@ class ArchiveStore:
 
     # -- reading ----------------------------------------------------------------------------
 
+    def require(self) -> None:
+        """Raise :class:`ArchiveNotFoundError` when there is no store here: a local directory that
+        does not exist, or an object store's bucket that does not (a prefix with nothing under it
+        is an empty store: object stores have no directories)."""
+        try:
+            with translated("read", self.url):
+                # info, not exists: exists answers False for a store it cannot reach at all
+                present = self.fs.isdir(self.root) if self.is_local else bool(self.fs.info(self.root.split("/")[0]))
+        except ArchiveNotFoundError:
+            present = False
+        if not present:
+            raise ArchiveNotFoundError(f"There is no store at {self.url}: check the URL.")
+
     def archives(self, container: str | None = None) -> list[Entry]:
         """Complete archives, newest first (per container when ``container`` is given)."""
         return self.listing(container)[0]

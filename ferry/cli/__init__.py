@@ -2,7 +2,8 @@
 
 One module per subcommand (``ferry/cli/<command>.py``), each with ``register`` (its arguments)
 and ``run`` (calls below, prints the result). This module wires them and turns every error into
-one operator-facing message and an exit code. Commands that run no flow import no Prefect.
+one operator-facing message and an exit status (:mod:`ferry.cli.exit_codes`), also as a JSON
+document with ``--json``. Commands that run no flow import no Prefect.
 """
 
 from __future__ import annotations
@@ -13,32 +14,42 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ferry.cli import doctor, inspect, keygen, ls, prune, restore, snapshot, verify
+from ferry.cli import doctor, exit_codes, inspect, keygen, ls, prune, restore, snapshot, verify
+from ferry.cli._args import ArgumentsError, Parser, global_options
+from ferry.cli._output import emit, error_document
 from ferry.errors import FerryError
-
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-EXIT_INTERRUPTED = 130
 
 #: In the order ``ferry --help`` lists them.
 SUBCOMMANDS = (snapshot, restore, ls, prune, verify, inspect, keygen, doctor)
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as installed
+
+    try:
+        return installed("ferry")
+    except PackageNotFoundError:
+        import ferry
+
+        return getattr(ferry, "__version__", "unknown")
+
+
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = Parser(
         prog="ferry",
         description="Checkpoint running Podman containers with CRIU into object storage, and "
-        "restore them. The podman command line comes from FERRY_PODMAN (default: podman).",
+        "restore them. The podman command line comes from FERRY_PODMAN (default: podman); "
+        "the store from FERRY_STORE when a command is given none.",
+        epilog="Exit status: " + ", ".join(f"{code} {meaning}" for code, meaning in exit_codes.TABLE) + ".",
     )
-    p.add_argument(
-        "-v",
-        "--verbose",
-        action="store_true",
-        help="show Prefect's run logs (with tracebacks) on the console",
-    )
-    sub = p.add_subparsers(dest="command", required=True)
+    p.add_argument("--version", action="version", version=f"ferry {version()}")
+    global_options(p, nested=False)
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for module in SUBCOMMANDS:
         module.register(sub)
+    for command in sub.choices.values():
+        global_options(command, nested=True)
     return p
 
 
@@ -52,8 +63,35 @@ def _quiet_prefect(verbose: bool) -> None:
     os.environ.setdefault("DO_NOT_TRACK", "1")
 
 
+def _fail(command: str, exc: BaseException, as_json: bool) -> int:
+    """The one place an error becomes a message and an exit status."""
+    code = exit_codes.for_error(exc)
+    if isinstance(exc, FerryError):
+        area, message = exc.area, str(exc)
+        print(f"{command} failed ({area}): {message}", file=sys.stderr)
+    elif isinstance(exc, KeyboardInterrupt):
+        area, message = "interrupted", "interrupted"
+        print("ferry: interrupted", file=sys.stderr)
+    else:  # an operator gets a paragraph, not a traceback
+        area, message = "unexpected", f"{type(exc).__name__}: {exc}"
+        print(
+            f"{command} failed unexpectedly ({message})\n"
+            "This is a bug in ferry or an unforeseen condition; run again with -v for the full "
+            "logs and report them.",
+            file=sys.stderr,
+        )
+    if as_json:
+        emit(error_document(area, message, code))
+    return code
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = _parser().parse_args(argv)
+    argv = list(sys.argv[1:] if argv is None else argv)
+    as_json = "--json" in argv  # known before parsing, so an argument error is JSON too
+    try:
+        args = _parser().parse_args(argv)
+    except ArgumentsError as exc:
+        return _fail(exc.prog, exc, as_json)
     _quiet_prefect(args.verbose)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("ferry: %(message)s"))
@@ -61,17 +99,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
-    except FerryError as exc:
-        print(f"ferry {args.command} failed ({exc.area}): {exc}", file=sys.stderr)
-        return EXIT_USAGE if exc.area == "usage" else EXIT_FAILURE
-    except KeyboardInterrupt:
-        print("ferry: interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-    except Exception as exc:  # an operator gets a paragraph, not a traceback
-        print(
-            f"ferry {args.command} failed unexpectedly ({type(exc).__name__}): {exc}\n"
-            "This is a bug in ferry or an unforeseen condition; run again with -v for the full "
-            "logs and report them.",
-            file=sys.stderr,
-        )
-        return EXIT_FAILURE
+    except (Exception, KeyboardInterrupt) as exc:
+        return _fail(f"ferry {args.command}", exc, args.json)

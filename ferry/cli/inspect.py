@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
-import json
 from typing import TYPE_CHECKING, Any
 
-from ferry.cli._args import Subparsers, allow_unsigned
+from ferry.cli import exit_codes
+from ferry.cli._args import Subparsers, archive_argument, trust_options
+from ferry.cli._output import emit
 
 if TYPE_CHECKING:
     from ferry.runtime import Podman
 
 
 def register(sub: Subparsers) -> None:
-    ins = sub.add_parser("inspect", help="what an archive holds and whether this host can restore it")
-    ins.add_argument("archive", metavar="ARCHIVE_URL")
-    ins.add_argument("--json", action="store_true")
-    allow_unsigned(ins)
+    ins = sub.add_parser(
+        "inspect",
+        help="what an archive holds and whether this host can restore it; exit status 4 when a check fails",
+    )
+    archive_argument(ins)
+    trust_options(ins, unverified=False)
     ins.set_defaults(run=run)
 
 
@@ -25,8 +28,16 @@ def run(args: argparse.Namespace) -> int:
     from storage.options import resolve
 
     data = inspect_archive(args.archive, resolve(None), allow_unsigned=args.allow_unsigned)
-    print(json.dumps(data, indent=1) if args.json else format_inspection(data))
-    return 0
+    if args.json:
+        emit(data)
+    else:
+        print(format_inspection(data))
+    return exit_codes.OK if passed(data) else exit_codes.REFUSED
+
+
+def passed(data: dict[str, Any]) -> bool:
+    """Verified, and no check against this host failed (a check that could not be asked is not a failure)."""
+    return bool(data["verified"]) and all(check["ok"] is not False for check in data["compatibility"].values())
 
 
 def inspect_archive(
@@ -35,11 +46,13 @@ def inspect_archive(
     runtime: Podman | None = None,
     allow_unsigned: bool = False,
 ) -> dict[str, Any]:
-    """:func:`ferry.inspection.inspect_stream` over the archive at ``url`` and its sidecar. A
-    malformed sidecar is a verification failure to show, not a reason to refuse the inspection."""
+    """:func:`ferry.inspection.inspect_stream` over the archive at ``url`` and its sidecar,
+    decrypted with this host's key when it is encrypted. A malformed sidecar is a verification
+    failure to show, not a reason to refuse the inspection."""
     from ferry.archive.manifest import Sidecar
     from ferry.errors import UnsupportedArchiveError
     from ferry.inspection import inspect_stream
+    from ferry.keys import encryption_key
     from storage.store import open_archive, read_sidecar
 
     sidecar: Sidecar | None = None
@@ -50,5 +63,11 @@ def inspect_archive(
         problem = str(exc)
     with open_archive(url, storage_options) as source:
         return inspect_stream(
-            url, source, sidecar, sidecar_problem=problem, runtime=runtime, allow_unsigned=allow_unsigned
+            url,
+            source,
+            sidecar,
+            sidecar_problem=problem,
+            runtime=runtime,
+            allow_unsigned=allow_unsigned,
+            key=encryption_key(),
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ferry.cli._args import Subparsers
+from ferry.cli._output import emit
 
 
 def register(sub: Subparsers) -> None:
@@ -20,5 +21,16 @@ def run(args: argparse.Namespace) -> int:
     from ferry.keygen import default_name, instructions, keygen
 
     pair = keygen(Path(args.out), args.name or default_name())
+    if args.json:
+        emit(
+            {
+                "name": pair.key.name,
+                "private_key": str(pair.private),
+                "public_key": str(pair.public),
+                "fingerprint": pair.key.fingerprint,
+                "public_line": pair.key.line(),
+            }
+        )
+        return 0
     print(instructions(pair))
     return 0

@@ -3,41 +3,24 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
-from ferry.cli._args import Subparsers, allow_unsigned
+from ferry.cli._args import Subparsers, positive_int, state_options, store_url, trust_options
+from ferry.cli._output import emit
 from ferry.errors import UsageError
 
 
 def register(sub: Subparsers) -> None:
     r = sub.add_parser("restore", help="restore a container from an archive URL")
-    r.add_argument("archive", metavar="URL", help="the archive's URL; with --latest, the store's URL")
+    r.add_argument(
+        "archive",
+        nargs="?",
+        metavar="URL",
+        help="the archive's URL; with --latest, the store's URL (default: $FERRY_STORE)",
+    )
     r.add_argument("--name", help="restore under this name instead of the original")
     r.add_argument("--latest", metavar="CONTAINER", help="restore the newest complete snapshot of CONTAINER")
-    r.add_argument(
-        "--allow-unverified",
-        action="store_true",
-        help="accept an archive without a ferry manifest (a Podman export); paths are still checked",
-    )
-    r.add_argument(
-        "--tcp-established",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="restore established TCP connections as they were (default: off; for a restore that replaces "
-        "the original, as a migration does)",
-    )
-    r.add_argument(
-        "--tcp-close",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="restore established TCP connections closed; the server keeps running and its clients "
-        "reconnect (default: on, unless --tcp-established)",
-    )
-    r.add_argument(
-        "--file-locks",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="restore file locks (default: on)",
-    )
+    state_options(r, restore=True)
     r.add_argument(
         "--ignore-static-ip",
         action=argparse.BooleanOptionalAction,
@@ -61,20 +44,21 @@ def register(sub: Subparsers) -> None:
     )
     r.add_argument(
         "--timeout",
-        type=int,
+        type=positive_int(),
         default=None,
         metavar="SECONDS",
         help="give up on the CRIU restore after this long and remove what it left (default: 600)",
     )
-    allow_unsigned(r)
+    trust_options(r, unverified=True)
     r.set_defaults(run=run)
 
 
-def run(args: argparse.Namespace) -> int:
-    from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, restore_options
-    from flows.restore import restore
+def network(args: argparse.Namespace) -> dict[str, Any]:
+    """The flow's network parameters, checked here so a contradiction is a usage error before any
+    flow run starts (the flow builds the :class:`ferry.options.RestoreOptions` from them)."""
+    from ferry.options import restore_options
 
-    network = {
+    chosen: dict[str, Any] = {
         "tcp_established": args.tcp_established,
         "tcp_close": args.tcp_close,
         "file_locks": args.file_locks,
@@ -82,17 +66,37 @@ def run(args: argparse.Namespace) -> int:
         "ignore_static_mac": args.ignore_static_mac,
         "publish": args.publish,
     }
-    restore_options("restore", **network)  # a usage error before any flow run starts
-    if args.timeout is not None and args.timeout < 1:
-        raise UsageError(f"--timeout {args.timeout}: give a number of seconds, 1 or more.")
+    restore_options("restore", **chosen)
+    return chosen
+
+
+def source(args: argparse.Namespace) -> str:
+    """The archive URL, or with ``--latest`` the store's (FERRY_STORE by default)."""
+    if args.latest:
+        return store_url(args.archive, "the store's URL")
+    if not args.archive:
+        raise UsageError("Say which archive to restore: its URL, or --latest CONTAINER to take the newest one.")
+    return str(args.archive)
+
+
+def run(args: argparse.Namespace) -> int:
+    from ferry.options import DEFAULT_RESTORE_TIMEOUT_S
+
+    archive = source(args)
+    chosen = network(args)
+    from flows.restore import restore
+
     result = restore(
-        args.archive,
+        archive,
         name=args.name,
         latest=args.latest,
         allow_unverified=args.allow_unverified,
         timeout_seconds=args.timeout or DEFAULT_RESTORE_TIMEOUT_S,
-        **network,
+        **chosen,
         allow_unsigned=args.allow_unsigned,
     )
+    if args.json:
+        emit({"name": result.name, "id": result.id, "state": result.state, "source": archive, "latest": args.latest})
+        return 0
     print(f"restored container {result.name} ({result.id[:12]}), {result.state}")
     return 0

@@ -5,13 +5,14 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ferry.cli._args import Subparsers
+from ferry.cli._args import Subparsers, state_options, store_argument, store_url
+from ferry.cli._output import emit
 
 
 def register(sub: Subparsers) -> None:
     s = sub.add_parser("snapshot", help="checkpoint a container into a store; prints the archive URL")
     s.add_argument("container")
-    s.add_argument("--to", required=True, metavar="URL", help="store URL (file:///path, s3://bucket/prefix, gs://...)")
+    store_argument(s, "--to", help="store URL (file:///path, s3://bucket/prefix, gs://...)")
     s.add_argument(
         "--leave-running",
         action="store_true",
@@ -19,19 +20,7 @@ def register(sub: Subparsers) -> None:
     )
     s.add_argument("--compress", choices=("zstd", "gzip", "none"), default="zstd")
     s.add_argument("--with-image", action="store_true", help="also store the image (once per image id)")
-    s.add_argument(
-        "--tcp-established",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="dump established TCP connections (default: on; with --no-tcp-established a container "
-        "with an open connection fails to checkpoint)",
-    )
-    s.add_argument(
-        "--file-locks",
-        action=argparse.BooleanOptionalAction,
-        default=True,
-        help="dump file locks (default: on; with --no-file-locks a container holding a lock fails to checkpoint)",
-    )
+    state_options(s, restore=False)
     s.add_argument(
         "--allow-bind-mounts",
         action="store_true",
@@ -42,11 +31,14 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ferry.humanize import size
+
+    to = store_url(args.store, "--to URL")
     from flows.snapshot import snapshot
 
     result = snapshot(
         args.container,
-        args.to,
+        to,
         leave_running=args.leave_running,
         compress=args.compress,
         with_image=args.with_image,
@@ -54,8 +46,20 @@ def run(args: argparse.Namespace) -> int:
         file_locks=args.file_locks,
         allow_bind_mounts=args.allow_bind_mounts,
     )
+    if args.json:
+        emit(
+            {
+                "url": result.url,
+                "container": result.container,
+                "mode": result.mode,
+                "archive_bytes": result.archive_bytes,
+                "frozen_ms": result.frozen_ms,
+                "image_url": result.image_url or None,
+            }
+        )
+        return 0
     print(
-        f"snapshot of {result.container} ({result.mode}): {result.archive_bytes} bytes, "
+        f"snapshot of {result.container} ({result.mode}): {size(result.archive_bytes)}, "
         f"frozen {result.frozen_ms:.0f} ms",
         file=sys.stderr,
     )

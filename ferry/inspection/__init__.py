@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 from ferry import keys, restore_policy
+from ferry.archive.envelope import Opened, open_plain
 from ferry.archive.manifest import Sidecar
 from ferry.archive.reader import expansion_limit, verify
 from ferry.archive.rebuild_context import RebuildContext
 from ferry.archive.signing import check as check_signature
 from ferry.archive.streams import Readable
-from ferry.errors import ArchiveError
+from ferry.errors import ArchiveError, UsageError
 from ferry.inspection.compat import compatibility, cpu_compat
 from ferry.inspection.criu import dump_stats, processes
 from ferry.inspection.scanner import Scan
@@ -40,16 +41,25 @@ def inspect_stream(
     sidecar_problem: str = "",
     runtime: Podman | None = None,
     allow_unsigned: bool = False,
+    key: bytes | None = None,
 ) -> dict[str, Any]:
     """Describe the archive read from ``source`` (found at ``url``, with the store's ``sidecar``)
     and check it against this host; JSON-serialisable.
 
-    ``sidecar_problem`` says why the store's sidecar could not be read: the archive then shows as
-    not verified, as does one without a trusted signature unless ``allow_unsigned``."""
+    An encrypted archive is decrypted with ``key`` (:func:`ferry.keys.encryption_key`); without
+    it, a :class:`UsageError`. ``sidecar_problem`` says why the store's sidecar could not be read:
+    the archive then shows as not verified, as does one without a trusted signature unless
+    ``allow_unsigned``."""
     runtime = runtime if runtime is not None else Podman()
+    opened = _open(source, sidecar, key)
     with tempfile.TemporaryDirectory(prefix="ferry-inspect-") as tmp:
-        scan = Scan(Path(tmp), expansion_limit(sidecar))
-        verification, scan.archive_bytes = read_twice(source, scan.run, lambda s: _verify(s, sidecar))
+        scan = Scan(Path(tmp), expansion_limit(opened.sidecar))
+        plain = _EndsOnError(opened.plain)
+        verification, scan.archive_bytes = read_twice(plain, scan.run, lambda s: _verify(s, opened.sidecar))
+        if verification[0]:
+            verification = _stored(opened, verification)
+        if plain.error is not None and scan.members == 0:
+            raise plain.error  # nothing decrypted (a wrong key): that is the error, not "no archive"
         scan.finish()
         checked = _signed(verification, sidecar, allow_unsigned)
         verification = (False, sidecar_problem) if sidecar_problem else checked
@@ -60,6 +70,43 @@ def inspect_stream(
     data["compatibility"] = compatibility(data, cpu, runtime)
     data["notes"] = scan.notes
     return data
+
+
+def _open(source: Readable, sidecar: Sidecar | None, key: bytes | None) -> Opened:
+    try:
+        return open_plain(source, sidecar, key)
+    except UsageError as exc:
+        raise UsageError(
+            "The archive is encrypted: set FERRY_ENCRYPTION_KEY (or FERRY_ENCRYPTION_KEY_BLOCK) to the key it "
+            "was written with, and inspect it again."
+        ) from exc
+
+
+class _EndsOnError:
+    """The plaintext, ending at the first chunk that does not decrypt: the check reports that
+    error, and the scanner's copy ends there rather than failing the whole inspection."""
+
+    def __init__(self, source: Readable) -> None:
+        self._source = source
+        self.error: ArchiveError | None = None
+
+    def read(self, size: int = -1, /) -> bytes:
+        if self.error is not None:
+            return b""
+        try:
+            return self._source.read(size)
+        except ArchiveError as exc:
+            self.error = exc
+            raise
+
+
+def _stored(opened: Opened, verification: tuple[bool, str]) -> tuple[bool, str]:
+    """An encrypted archive: its stored bytes (the ciphertext) against the store's record."""
+    try:
+        opened.check_stored()
+    except ArchiveError as exc:
+        return False, str(exc)
+    return verification
 
 
 def _verify(source: Readable, sidecar: Sidecar | None) -> tuple[bool, str]:

@@ -53,9 +53,10 @@ def test_snapshot_ls_verify_restore(host: Host, cli_env: dict[str, str], tmp_pat
     assert "signed by ferry@tests" in checked.stdout and "UNSIGNED" not in snap.stderr + checked.stdout
 
     inspected = ferry(cli_env, "inspect", url, "--json")
-    assert inspected.returncode == 0, inspected.stderr
+    assert inspected.returncode == 4, inspected.stderr  # app still runs here: its name is taken
     view = json.loads(inspected.stdout)
     assert view["container"]["name"] == "app" and view["verified"] is True
+    assert view["compatibility"]["name"]["ok"] is False
     assert view["command"][:2] == ["sh", "-c"] and any(p["comm"] == "sh" for p in view["processes"])
 
     restored = ferry(cli_env, "restore", url, "--name", "app-2")
@@ -67,12 +68,12 @@ def test_snapshot_ls_verify_restore(host: Host, cli_env: dict[str, str], tmp_pat
 
 def test_failures_exit_nonzero_with_an_operator_message(host: Host, cli_env: dict[str, str], tmp_path: Path) -> None:
     missing = ferry(cli_env, "snapshot", "ghost", "--to", f"file://{tmp_path}/store")
-    assert missing.returncode == 1
+    assert missing.returncode == 3
     assert "no container 'ghost'" in missing.stderr
     assert "Traceback" not in missing.stderr
 
     absent = ferry(cli_env, "restore", f"file://{tmp_path}/store/none.tar.zst")
-    assert absent.returncode == 1
+    assert absent.returncode == 3
     assert "no archive at" in absent.stderr
     assert "Traceback" not in absent.stderr
 
@@ -177,12 +178,14 @@ def test_keygen_and_archives_from_other_hosts(host: Host, cli_env: dict[str, str
     url = ferry(src_env, "snapshot", "app", "--to", store, "--leave-running").stdout.strip().splitlines()[-1]
 
     refused = ferry(cli_env, "restore", url, "--name", "copy")
-    assert refused.returncode == 1 and "Traceback" not in refused.stderr
+    assert refused.returncode == 4 and "Traceback" not in refused.stderr
     assert "ferry restore failed (archive)" in refused.stderr and "not in this host's keyring" in refused.stderr
     assert "FERRY_TRUSTED_KEYS" in refused.stderr and "--allow-unsigned" in refused.stderr
     checked = ferry(cli_env, "verify", url, "--allow-unsigned")
     assert checked.returncode == 0 and "NOT in this host's keyring" in checked.stdout + checked.stderr
-    inspected = json.loads(ferry(cli_env, "inspect", url, "--json").stdout)
+    untrusted = ferry(cli_env, "inspect", url, "--json")
+    assert untrusted.returncode == 4
+    inspected = json.loads(untrusted.stdout)
     assert inspected["verified"] is False and "not in this host's keyring" in inspected["verification"]
 
     keyring = tmp_path / "trusted-keys"
@@ -196,7 +199,7 @@ def test_keygen_and_archives_from_other_hosts(host: Host, cli_env: dict[str, str
     assert "UNSIGNED" in unsigned.stderr and "--allow-unsigned" in unsigned.stderr
     url = unsigned.stdout.strip().splitlines()[-1]
     refused = ferry(cli_env, "restore", url, "--name", "copy2")
-    assert refused.returncode == 1 and "The archive is not signed" in refused.stderr
+    assert refused.returncode == 4 and "The archive is not signed" in refused.stderr
     assert host.state("copy2") == "absent"
     allowed = ferry(cli_env, "restore", url, "--name", "copy2", "--allow-unsigned")
     assert allowed.returncode == 0, allowed.stderr

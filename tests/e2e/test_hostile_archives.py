@@ -134,7 +134,7 @@ def test_ferry_verify_refuses(lab: Lab, name: str, tmp_path: Path) -> None:
     proc = subprocess.run(argv, capture_output=True, text=True, timeout=300, cwd=REPO, env=_cli_env(), check=False)
 
     said = proc.stdout + proc.stderr
-    assert proc.returncode == 1, f"exit {proc.returncode}: {said}"
+    assert proc.returncode == 4, f"exit {proc.returncode}: {said}"
     assert "Traceback" not in said and "unexpectedly" not in said, said
     assert "ferry verify failed (archive)" in proc.stderr, said
     assert re.search(case.match, proc.stderr), f"expected /{case.match}/ in: {said}"

@@ -97,8 +97,10 @@ def test_ls_shows_a_broken_sidecar(tmp_path: Path) -> None:
 
     as_json = _ferry("ls", f"file://{tmp_path}", "--json")
     assert as_json.returncode == 0, as_json.stderr
-    assert [e["url"] for e in json.loads(as_json.stdout)] == [good]
-    assert f"BROKEN {bad}" in as_json.stderr
+    listed = json.loads(as_json.stdout)
+    assert [e["url"] for e in listed["archives"]] == [good]
+    assert listed["broken"] == [{"url": bad, "problem": listed["broken"][0]["problem"]}]
+    assert "its sidecar cannot be read" in listed["broken"][0]["problem"]
 
 
 def test_a_failed_discard_is_logged_with_its_url(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
