@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ferry.cli import doctor, inspect, keygen, ls, prune, restore, snapshot, verify
+from ferry.cli import doctor, inspect, keygen, ls, prune, restore, snapshot, terminal, verify
 from ferry.errors import FerryError
 
 EXIT_FAILURE = 1
@@ -39,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
     for module in SUBCOMMANDS:
         module.register(sub)
+    terminal.add_quiet_option(p, sub)
     return p
 
 
@@ -58,6 +59,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("ferry: %(message)s"))
     logging.getLogger("ferry").addHandler(handler)
+    terminal.install(args)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)
