@@ -50,7 +50,8 @@ def upload(archive: ArchiveResult, ref: StoreRef) -> str:
     else:
         warn(log, UNSIGNED_WARNING.format(name=manifest.container.name))
     if archive.path is None:  # streamed into the store by the archive stage: publish it
-        with progress.stage("upload", "publishing"):
+        with progress.stage("upload", manifest.container.name) as stage:
+            stage.note = "streamed by the archive stage; sidecar published"
             store.check_object(key, stored.size)
             store.commit_sidecar(key, sidecar)
             return store.url_of(key)
