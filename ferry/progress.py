@@ -14,11 +14,11 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
-from ferry.archive.streams import Readable
+from ferry.archive.streams import CountingReader, Readable
 from ferry.report import Progress
 
 #: A sink hears of a stage's bytes at most this often (a chunk callback may fire every 16 KiB).
@@ -70,17 +70,6 @@ class Stage:
     def reader(self, source: Readable) -> CountingReader:
         """``source``, counting what is read from it into this stage."""
         return CountingReader(source, self.advance)
-
-
-class CountingReader:
-    def __init__(self, source: Readable, on_bytes: Callable[[int], None]) -> None:
-        self._source = source
-        self._on_bytes = on_bytes
-
-    def read(self, size: int = -1, /) -> bytes:
-        data = self._source.read(size)
-        self._on_bytes(len(data))
-        return data
 
 
 _lock = threading.Lock()

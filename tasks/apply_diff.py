@@ -105,7 +105,7 @@ def apply_diff(
         criu_config=str(criu_config) if criu_config else None,
     )
     with (
-        progress.stage("apply-diff", total=verified.fetched.size) as stage,
+        progress.stage("prepare-import", total=verified.fetched.size) as stage,
         runtime.image_mounted(report.image_id) as image_root,
     ):
         check = ImageLinkCheck(image_root)

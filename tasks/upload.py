@@ -50,13 +50,13 @@ def upload(archive: ArchiveResult, ref: StoreRef) -> str:
     else:
         warn(log, UNSIGNED_WARNING.format(name=manifest.container.name))
     if archive.path is None:  # streamed into the store by the archive stage: publish it
-        with progress.stage("upload", manifest.container.name) as stage:
-            stage.note = "streamed by the archive stage; sidecar published"
+        with progress.stage("publish", manifest.container.name) as stage:
+            stage.note = "sidecar written"
             store.check_object(key, stored.size)
             store.commit_sidecar(key, sidecar)
             return store.url_of(key)
     description = f"upload of {manifest.container.name} to {store.url}"
-    with progress.stage("upload", manifest.container.name, total=stored.size, artifact=description) as stage:
+    with progress.stage("publish", manifest.container.name, total=stored.size, artifact=description) as stage:
         return store.put_archive(archive.path, key, sidecar, on_bytes=stage.advance)
 
 

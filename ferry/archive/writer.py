@@ -15,8 +15,7 @@ from typing import BinaryIO
 from ferry.archive.compression import Compression, compressing
 from ferry.archive.manifest import Manifest, MemberDigest
 from ferry.archive.members import MANIFEST
-from ferry.archive.streams import HashingReader, HashingWriter
-from ferry.progress import CountingReader
+from ferry.archive.streams import CountingReader, HashingReader, HashingWriter
 
 
 @dataclass(frozen=True)

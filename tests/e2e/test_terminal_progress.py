@@ -130,8 +130,8 @@ def test_snapshot_and_restore_show_progress_on_a_terminal(host: Host, cli_env: d
     assert any(0 < done < total for _, done, total in partial), f"no update part way through the archive: {live}"
     assert any(total >= BIG_MIB for _, _, total in partial), partial
     assert any(re.search(r"MiB/s ETA [0-9]+:[0-9]{2}", line) for line, _, _ in partial), partial
-    finished = [s for s in live if re.fullmatch(FINISHED.format("inspect|rootfs-diff|dump|archive|upload"), s)]
-    assert [s.split(" ")[0] for s in finished] == ["inspect", "rootfs-diff", "dump", "archive", "upload"], live
+    finished = [s for s in live if re.fullmatch(FINISHED.format("inspect|rootfs-diff|dump|archive|publish"), s)]
+    assert [s.split(" ")[0] for s in finished] == ["inspect", "rootfs-diff", "dump", "archive", "publish"], live
     assert re.fullmatch(r"rootfs-diff 20[0-9]\.[0-9] MiB [0-9.]+ s [0-9.]+ [KMG]iB/s", finished[1]), finished
     assert re.fullmatch(
         r"archive 20[0-9]\.[0-9] MiB [0-9.]+ s [0-9.]+ [KMG]iB/s \(20[0-9]\.[0-9] MiB stored\)", finished[3]
@@ -141,7 +141,7 @@ def test_snapshot_and_restore_show_progress_on_a_terminal(host: Host, cli_env: d
     assert quiet.returncode == 0, quiet.terminal
     assert quiet.stdout.strip().startswith(f"{store}/big/")
     screens = quiet.screens(while_running=False)
-    assert not [s for s in screens if re.match(r"(inspect|rootfs-diff|dump|archive|upload)\b", s)], screens
+    assert not [s for s in screens if re.match(r"(inspect|rootfs-diff|dump|archive|publish)\b", s)], screens
     assert screens == [s for s in screens if s.startswith("snapshot of big")], screens  # the result line only
     assert "MiB/s" not in quiet.terminal
 
@@ -149,9 +149,11 @@ def test_snapshot_and_restore_show_progress_on_a_terminal(host: Host, cli_env: d
     assert restored.returncode == 0, restored.terminal
     assert "big-copy" in restored.stdout and "\x1b" not in restored.stdout
     live = restored.screens(while_running=True)
-    finished = [s for s in live if re.fullmatch(FINISHED.format("download|verify|apply-diff|restore"), s)]
-    assert [s.split(" ")[0] for s in finished] == ["download", "verify", "apply-diff", "restore"], live
-    assert any(line.startswith(("download", "verify", "apply-diff")) and PARTIAL.search(line) for line in live), live
+    finished = [s for s in live if re.fullmatch(FINISHED.format("download|verify|prepare-import|restore"), s)]
+    assert [s.split(" ")[0] for s in finished] == ["download", "verify", "prepare-import", "restore"], live
+    assert any(line.startswith(("download", "verify", "prepare-import")) and PARTIAL.search(line) for line in live), (
+        live
+    )
     assert host.state("big-copy") == "running"
 
 
@@ -164,7 +166,7 @@ def test_plain_lines_and_escaped_names_when_stderr_is_a_pipe(
     assert snap.returncode == 0, snap.stderr
     assert "\x1b" not in snap.stderr and "\r" not in snap.stderr, snap.stderr
     lines = snap.stderr.splitlines()
-    for stage in ("inspect", "rootfs-diff", "dump", "archive", "upload"):
+    for stage in ("inspect", "rootfs-diff", "dump", "archive", "publish"):
         started = [i for i, line in enumerate(lines) if line.startswith(f"{stage} started")]
         ended = [i for i, line in enumerate(lines) if re.fullmatch(FINISHED.format(stage), line)]
         assert len(started) == len(ended) == 1 and started[0] < ended[0], (stage, lines)
@@ -184,7 +186,7 @@ def test_plain_lines_and_escaped_names_when_stderr_is_a_pipe(
     assert restored.returncode == 0, restored.stderr
     assert "\x1b" not in restored.stderr and "\x07" not in restored.stderr, restored.stderr
     assert "download started: " in restored.stderr and "\\x1b]0;owned\\x07\\x1b[2J\\x1b[31m" in restored.stderr
-    for stage in ("locate", "download", "verify", "apply-diff", "restore"):
+    for stage in ("locate", "download", "verify", "prepare-import", "restore"):
         assert any(re.fullmatch(FINISHED.format(stage), line) for line in restored.stderr.splitlines()), stage
 
     # and on a terminal, none of the sequences reach it as they were stored

@@ -184,11 +184,11 @@ def test_the_flows_report_every_long_stage(recorder: Recorder, tmp_path: Path) -
     store = f"file://{tmp_path}/store"
     with installed(fake):
         snapshot("app", store)
-        assert recorder.stages() == ["inspect", "rootfs-diff", "dump", "archive", "upload"]
+        assert recorder.stages() == ["inspect", "rootfs-diff", "dump", "archive", "publish"]
         done = {name: n for kind, name, n in recorder.events if kind == "finished"}
         assert done["rootfs-diff"] == 100_000 and done["archive"] > 100_000
         recorder.events.clear()
         restore(store, latest="app", name="copy")
-    assert recorder.stages() == ["locate", "download", "verify", "apply-diff", "restore"]
+    assert recorder.stages() == ["locate", "download", "verify", "prepare-import", "restore"]
     done = {name: n for kind, name, n in recorder.events if kind == "finished"}
-    assert done["download"] == done["verify"] == done["apply-diff"] > 0
+    assert done["download"] == done["verify"] == done["prepare-import"] > 0
