@@ -36,8 +36,10 @@ def load_image(
             "with --with-image to ship it, or copy it from a host that has it (`podman save IMAGE | podman load`)."
         )
     local = verified.fetched.path.with_name("image.oci.tar.zst")
-    with progress.stage("load-image", report.image_name or report.image_id[:12]):
-        get_image(store, record, local)
+    image = report.image_name or report.image_id[:12]
+    with progress.stage("download-image", image, total=record.size) as stage:
+        get_image(store, record, local, on_bytes=stage.advance)
+    with progress.stage("load-image", image):
         runtime.load_image(local)
     local.unlink()
     if report.image_name:

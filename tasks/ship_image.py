@@ -30,7 +30,8 @@ def ship_image(
     store = ref.open()
     info = subject.info
     if find_image(store, info.image_id) is None:
-        with progress.stage("ship-image", info.image_name or info.image_id[:12]):
+        image = info.image_name or info.image_id[:12]
+        with progress.stage("save-image", image):
             raw = staging / "image.oci.tar"
             runtime.save_image(info.image_id, raw)
             packed = staging / "image.oci.tar.zst"
@@ -38,8 +39,9 @@ def ship_image(
                 while chunk := src.read(CHUNK):
                     sink.write(chunk)
             raw.unlink()
-            put_image(store, packed, info.image_id, info.image_name)
-            packed.unlink()
+        with progress.stage("upload-image", image, total=packed.stat().st_size) as stage:
+            put_image(store, packed, info.image_id, info.image_name, on_bytes=stage.advance)
+        packed.unlink()
     return image_url(store, info.image_id)
 
 

@@ -177,18 +177,24 @@ def test_the_flows_report_every_long_stage(recorder: Recorder, tmp_path: Path) -
     from ferry.runtime import Changes, installed
     from flows.restore import restore
     from flows.snapshot import snapshot
-    from tests.fakes import FakeRuntime
+    from tests.fakes import IMAGE_ID, FakeRuntime
 
     fake = FakeRuntime(tmp_path / "fake")
     fake.add("app", files={"/data": None, "/data/new": b"x" * 100_000}, changes=Changes(added=("/data/new",)))
     store = f"file://{tmp_path}/store"
     with installed(fake):
-        snapshot("app", store)
-        assert recorder.stages() == ["inspect", "rootfs-diff", "dump", "archive", "publish"]
-        done = {name: n for kind, name, n in recorder.events if kind == "finished"}
-        assert done["rootfs-diff"] == 100_000 and done["archive"] > 100_000
+        snapshot("app", store, with_image=True)
+        assert recorder.stages() == [
+            "inspect", "save-image", "upload-image", "rootfs-diff", "dump", "archive", "publish"
+        ]  # fmt: skip
+        sent = {name: n for kind, name, n in recorder.events if kind == "finished"}
+        assert sent["rootfs-diff"] == 100_000 and sent["archive"] > 100_000 and sent["upload-image"] > 0
         recorder.events.clear()
+        del fake.images[IMAGE_ID]  # as on a fresh host
         restore(store, latest="app", name="copy")
-    assert recorder.stages() == ["locate", "download", "verify", "prepare-import", "restore"]
+    assert recorder.stages() == [
+        "locate", "download", "verify", "download-image", "load-image", "prepare-import", "restore"
+    ]  # fmt: skip
     done = {name: n for kind, name, n in recorder.events if kind == "finished"}
     assert done["download"] == done["verify"] == done["prepare-import"] > 0
+    assert done["download-image"] == sent["upload-image"]
