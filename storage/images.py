@@ -15,6 +15,7 @@ import hashlib
 import json
 import posixpath
 import re
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -67,8 +68,10 @@ def find_image(store: ArchiveStore, image_id: str) -> ImageRecord | None:
         return ImageRecord.from_json(store.fs.cat_file(path + RECORD_SUFFIX))
 
 
-def put_image(store: ArchiveStore, local: Path, image_id: str, image_name: str) -> ImageRecord:
-    """Upload a saved, compressed image (once) and then its record."""
+def put_image(
+    store: ArchiveStore, local: Path, image_id: str, image_name: str, on_bytes: Callable[[int], None] | None = None
+) -> ImageRecord:
+    """Upload a saved, compressed image (once) and then its record; ``on_bytes`` hears each chunk sent."""
     digest = hashlib.sha256()
     with local.open("rb") as f:
         while chunk := f.read(CHUNK):
@@ -78,14 +81,19 @@ def put_image(store: ArchiveStore, local: Path, image_id: str, image_name: str) 
     with store.open_archive_writer(key) as sink, local.open("rb") as src:
         while chunk := src.read(CHUNK):
             sink.write(chunk)
+            if on_bytes:
+                on_bytes(len(chunk))
     path = posixpath.join(store.root, key + RECORD_SUFFIX)
     with translated("write the image record", url_for_path(store.fs, path)):
         store.fs.pipe_file(path, record.to_json())
     return record
 
 
-def get_image(store: ArchiveStore, record: ImageRecord, dest: Path) -> None:
-    """Download an image and check it against its record before anyone loads it."""
+def get_image(
+    store: ArchiveStore, record: ImageRecord, dest: Path, on_bytes: Callable[[int], None] | None = None
+) -> None:
+    """Download an image and check it against its record before anyone loads it; ``on_bytes``
+    hears each chunk received."""
     url = image_url(store, record.image_id)
     digest = hashlib.sha256()
     size = 0
@@ -98,6 +106,8 @@ def get_image(store: ArchiveStore, record: ImageRecord, dest: Path) -> None:
             digest.update(chunk)
             size += len(chunk)
             out.write(chunk)
+            if on_bytes:
+                on_bytes(len(chunk))
     if (size, digest.hexdigest()) != (record.size, record.sha256):
         dest.unlink(missing_ok=True)
         raise IntegrityError(f"The image {url} does not match its record's size and sha256: corrupted or replaced.")

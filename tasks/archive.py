@@ -18,6 +18,7 @@ from typing import BinaryIO
 from prefect import task
 from prefect.runtime import flow_run
 
+from ferry import progress
 from ferry.archive.compression import SUFFIX, Compression, check_compression
 from ferry.archive.crypto import SCHEME, Encryptor
 from ferry.archive.manifest import ContainerRef, Manifest
@@ -27,6 +28,7 @@ from ferry.archive.writer import ArchiveDigest, ArchiveWriter
 from ferry.errors import CheckpointError
 from ferry.faults import maybe_fail
 from ferry.keys import encryption_key
+from ferry.progress import human_bytes
 from storage.ref import StoreRef
 from storage.store import ArchiveStore
 from tasks.dump import DumpResult
@@ -74,13 +76,20 @@ def build_archive(
         dump_options=dumped.options.as_record(),
     )
     store = ref.open() if ref is not None else None
-    if store is not None:
-        key = archive_key(store, template, comp)
-        with store.open_archive_writer(key) as sink:
-            return replace(_write(sink, None, subject, dumped, diff, comp, template), key=key)
-    out_path = dumped.export.parent / f"archive{SUFFIX[comp]}"
-    with out_path.open("wb") as out:
-        return _write(out, out_path, subject, dumped, diff, comp, template)
+    inputs = [p for p in (dumped.export, diff.tar, diff.deleted) if p is not None]
+    total = sum(p.stat().st_size for p in inputs)
+    with progress.stage("archive", f"{info.name}, {comp}", total=total, artifact=f"archive of {info.name}") as stage:
+        if store is not None:
+            key = archive_key(store, template, comp)
+            with store.open_archive_writer(key) as sink:
+                result = replace(_write(sink, None, subject, dumped, diff, comp, template, stage), key=key)
+        else:
+            out_path = dumped.export.parent / f"archive{SUFFIX[comp]}"
+            with out_path.open("wb") as out:
+                result = _write(out, out_path, subject, dumped, diff, comp, template, stage)
+        stored = result.stored or result.digest
+        stage.note = f"{human_bytes(stored.size)} stored"
+    return result
 
 
 def _write(
@@ -91,13 +100,14 @@ def _write(
     diff: DiffResult,
     comp: Compression,
     template: Manifest,
+    stage: progress.Stage | None = None,
 ) -> ArchiveResult:
     info = subject.info
     key = encryption_key()
     # ArchiveWriter hashes what it writes; a second hash is needed only for ciphertext.
     stored = HashingWriter(out) if key else None
     sealer = Encryptor(stored, key) if stored is not None and key else None
-    writer = ArchiveWriter(sealer or out, comp)  # type: ignore[arg-type]
+    writer = ArchiveWriter(sealer or out, comp, stage.advance if stage else None)  # type: ignore[arg-type]
     with writer:
         with tarfile.open(dumped.export, "r|") as dump_tar:
             for member in dump_tar:

@@ -7,9 +7,9 @@ from pathlib import Path
 
 from prefect import task
 
+from ferry import progress
 from ferry.archive.manifest import Sidecar
 from ferry.faults import maybe_fail
-from ferry.report import Progress
 from storage.ref import StoreRef
 from storage.store import download as fetch
 from storage.store import read_sidecar
@@ -30,9 +30,10 @@ def download(url: str, staging: Path, ref: StoreRef) -> Fetched:
     options = ref.options()
     sidecar = read_sidecar(url, options)
     dest = staging / "download.archive"
-    progress = Progress(sidecar.size if sidecar else 0, f"download of {url}")
-    size = fetch(url, dest, options, on_bytes=progress.advance)
-    progress.finish()
+    name = url.rstrip("/").rsplit("/", 1)[-1]
+    total = sidecar.size if sidecar else None
+    with progress.stage("download", name, total=total, streams=True, artifact=f"download of {url}") as stage:
+        size = fetch(url, dest, options, on_bytes=stage.advance)
     return Fetched(url, dest, size, sidecar)
 
 

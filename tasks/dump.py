@@ -12,6 +12,7 @@ from pathlib import Path
 
 from prefect import task
 
+from ferry import progress
 from ferry.faults import maybe_fail
 from ferry.options import DumpOptions
 from ferry.resume import mark_dumped, mark_inflight
@@ -42,7 +43,8 @@ def dump(
     if not leave_running:
         mark_inflight(info.id)
     started = utcnow()
-    stats = runtime.checkpoint(info, staging / "dump.tar", leave_running=leave_running, options=options)
+    with progress.stage("dump", info.name):
+        stats = runtime.checkpoint(info, staging / "dump.tar", leave_running=leave_running, options=options)
     return DumpResult(staging / "dump.tar", leave_running, stats, started, utcnow(), options)
 
 

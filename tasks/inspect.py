@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from prefect import task
 
+from ferry import progress
 from ferry.archive.manifest import Source
 from ferry.errors import ContainerStateError
 from ferry.resume import clear_inflight, is_inflight
@@ -30,17 +31,18 @@ def inspect(
 ) -> Subject:
     """Look the container up and make sure the store takes writes, before anything stops."""
     runtime = runtime or current()
-    info = runtime.inspect(container)
-    check_mounts(info, allow_bind_mounts)
-    if info.state == "exited" and info.checkpointed and is_inflight(info.id):
-        # A previous run died between its stop-mode dump and the upload: bring the container
-        # back first (from the checkpoint Podman kept), then snapshot it afresh.
-        log.warning("container %s was left stopped by an interrupted snapshot; restoring it first", info.name)
-        runtime.restore_local(info.id)
-        clear_inflight(info.id)
+    with progress.stage("inspect", container):
         info = runtime.inspect(container)
-    ref.open().check_writable()
-    return Subject(info, runtime.source())
+        check_mounts(info, allow_bind_mounts)
+        if info.state == "exited" and info.checkpointed and is_inflight(info.id):
+            # A previous run died between its stop-mode dump and the upload: bring the container
+            # back first (from the checkpoint Podman kept), then snapshot it afresh.
+            log.warning("container %s was left stopped by an interrupted snapshot; restoring it first", info.name)
+            runtime.restore_local(info.id)
+            clear_inflight(info.id)
+            info = runtime.inspect(container)
+        ref.open().check_writable()
+        return Subject(info, runtime.source())
 
 
 def check_mounts(info: ContainerInfo, allow_bind_mounts: bool) -> None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from ferry import progress
 from ferry.errors import RestoreError
 from ferry.runtime import Runtime, current
 from storage.images import find_image, get_image, image_url
@@ -35,8 +36,11 @@ def load_image(
             "with --with-image to ship it, or copy it from a host that has it (`podman save IMAGE | podman load`)."
         )
     local = verified.fetched.path.with_name("image.oci.tar.zst")
-    get_image(store, record, local)
-    runtime.load_image(local)
+    image = report.image_name or report.image_id[:12]
+    with progress.stage("download-image", image, total=record.size) as stage:
+        get_image(store, record, local, on_bytes=stage.advance)
+    with progress.stage("load-image", image):
+        runtime.load_image(local)
     local.unlink()
     if report.image_name:
         # Saved by id (a tag may have moved since), so the name Podman restores by is set here.

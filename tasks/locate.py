@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from prefect import task
 
+from ferry import progress
 from ferry.errors import ArchiveNotFoundError, UnsupportedArchiveError
 from storage.ref import StoreRef
 from tasks.retry import transient
@@ -13,7 +14,8 @@ def locate(ref: StoreRef, container: str) -> str:
     """The newest complete archive of ``container``. A broken sidecar (unreadable, or naming an
     archive that is gone) whose name sorts after it may be a newer snapshot: refused, never
     passed over silently for an older archive."""
-    entries, broken = ref.open().listing(container)
+    with progress.stage("locate", container):
+        entries, broken = ref.open().listing(container)
     newer = [b for b in broken if not entries or _name(b.url) > _name(entries[0].url)]
     if newer:
         raise UnsupportedArchiveError(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from prefect import task
 
-from ferry import keys, restore_policy
+from ferry import keys, progress, restore_policy
 from ferry.archive.envelope import open_plain
 from ferry.archive.reader import Report, rewrite
 from ferry.archive.rebuild_context import HostFacts, RebuildContext
@@ -105,10 +105,13 @@ def prepare_import(
         host=host_facts(runtime, staging),
         criu_config=str(criu_config) if criu_config else None,
     )
-    with runtime.image_mounted(report.image_id) as image_root:
+    with (
+        progress.stage("prepare-import", total=verified.fetched.size) as stage,
+        runtime.image_mounted(report.image_id) as image_root,
+    ):
         check = ImageLinkCheck(image_root)
         with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
-            opened = open_plain(src, verified.fetched.sidecar, keys.encryption_key())
+            opened = open_plain(stage.reader(src), verified.fetched.sidecar, keys.encryption_key())
             rewrite(opened.plain, sink, expected=report, check_diff_path=check, ctx=ctx)
     return Prepared(out, name, report, options, criu_config)
 

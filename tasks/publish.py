@@ -13,11 +13,11 @@ import logging
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
-from ferry import keys
+from ferry import keys, progress
 from ferry.archive.manifest import Sidecar
 from ferry.archive.signing import sign
 from ferry.faults import maybe_fail
-from ferry.report import Progress, warn
+from ferry.report import warn
 from storage.ref import StoreRef
 from tasks.archive import ArchiveResult, archive_key
 from tasks.retry import transient
@@ -52,13 +52,14 @@ def publish(archive: ArchiveResult, ref: StoreRef) -> str:
     else:
         warn(log, UNSIGNED_WARNING.format(name=manifest.container.name))
     if archive.path is None:  # streamed into the store by the archive stage: publish it
-        store.check_object(key, stored.size)
-        store.commit_sidecar(key, sidecar)
-        return store.url_of(key)
-    progress = Progress(stored.size, f"upload of {manifest.container.name} to {store.url}")
-    url = store.put_archive(archive.path, key, sidecar, on_bytes=progress.advance)
-    progress.finish()
-    return url
+        with progress.stage("publish", manifest.container.name) as stage:
+            stage.note = "sidecar written"
+            store.check_object(key, stored.size)
+            store.commit_sidecar(key, sidecar)
+            return store.url_of(key)
+    description = f"upload of {manifest.container.name} to {store.url}"
+    with progress.stage("publish", manifest.container.name, total=stored.size, artifact=description) as stage:
+        return store.put_archive(archive.path, key, sidecar, on_bytes=stage.advance)
 
 
 def discard(archive: ArchiveResult, ref: StoreRef) -> None:

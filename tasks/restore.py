@@ -11,6 +11,7 @@ from dataclasses import dataclass
 
 from prefect import task
 
+from ferry import progress
 from ferry.archive.criu_config import write_criu_config
 from ferry.faults import maybe_fail
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S
@@ -31,13 +32,14 @@ def restore(prepared: Prepared, runtime: Runtime | None = None, timeout: float =
     runtime = runtime or current()
     if prepared.criu_config is not None:
         write_criu_config(prepared.criu_config, tcp_close=prepared.options.tcp_close)
-    container_id, stats = runtime.restore_import(
-        prepared.path,
-        name=prepared.name,
-        options=prepared.options,
-        timeout=timeout,
-        target=prepared.name or prepared.report.name,
-    )
+    with progress.stage("restore", prepared.name or prepared.report.name):
+        container_id, stats = runtime.restore_import(
+            prepared.path,
+            name=prepared.name,
+            options=prepared.options,
+            timeout=timeout,
+            target=prepared.name or prepared.report.name,
+        )
     info = runtime.inspect(container_id or prepared.name or prepared.report.name)
     return Restored(info.name, info.id, info.state, stats)
 

@@ -23,6 +23,7 @@ from pathlib import Path
 
 from prefect import task
 
+from ferry import progress
 from ferry.archive.members import DELETED_FILES, ROOTFS_DIFF
 from ferry.runtime import ContainerInfo, Runtime, current
 
@@ -55,7 +56,7 @@ def open_beneath(root_fd: int, rel: str) -> Iterator[int]:
             os.close(opened)
 
 
-def _entry(root_fd: int, rel: str, tar: tarfile.TarFile) -> int:
+def _entry(root_fd: int, rel: str, tar: tarfile.TarFile, stage: progress.Stage | None = None) -> int:
     """Add one path to the tar; returns its size in bytes. Raises OSError to skip it."""
     name = rel.strip("/")
     leaf = name.rsplit("/", 1)[-1]
@@ -79,7 +80,7 @@ def _entry(root_fd: int, rel: str, tar: tarfile.TarFile) -> int:
         fd = os.open(leaf, os.O_RDONLY | os.O_NOFOLLOW, dir_fd=parent)
         with os.fdopen(fd, "rb") as f:
             info.size = os.fstat(fd).st_size
-            tar.addfile(info, f)
+            tar.addfile(info, stage.reader(f) if stage is not None else f)
         return info.size
 
 
@@ -94,7 +95,7 @@ def rootfs_diff(info: ContainerInfo, staging: Path, runtime: Runtime | None = No
     tar_path = staging / ROOTFS_DIFF
     files = size = 0
     skipped: list[str] = []
-    with runtime.mounted(info.id) as root:
+    with progress.stage("rootfs-diff", info.name, streams=True) as stage, runtime.mounted(info.id) as root:
         root_fd = os.open(root, os.O_RDONLY | os.O_DIRECTORY)
         try:
             wanted = set(changes.added)
@@ -106,7 +107,7 @@ def rootfs_diff(info: ContainerInfo, staging: Path, runtime: Runtime | None = No
             with tarfile.open(tar_path, "w", format=tarfile.PAX_FORMAT) as tar:
                 for path in sorted(wanted):
                     try:
-                        size += _entry(root_fd, path, tar)
+                        size += _entry(root_fd, path, tar, stage)
                         files += 1
                     except OSError as exc:
                         skipped.append(path)

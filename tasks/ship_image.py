@@ -10,6 +10,7 @@ from pathlib import Path
 
 from prefect import task
 
+from ferry import progress
 from ferry.archive.compression import compressing
 from ferry.runtime import Runtime, current
 from storage.images import find_image, image_url, put_image
@@ -29,14 +30,17 @@ def ship_image(
     store = ref.open()
     info = subject.info
     if find_image(store, info.image_id) is None:
-        raw = staging / "image.oci.tar"
-        runtime.save_image(info.image_id, raw)
-        packed = staging / "image.oci.tar.zst"
-        with raw.open("rb") as src, packed.open("wb") as out, compressing(out, "zstd") as sink:
-            while chunk := src.read(CHUNK):
-                sink.write(chunk)
-        raw.unlink()
-        put_image(store, packed, info.image_id, info.image_name)
+        image = info.image_name or info.image_id[:12]
+        with progress.stage("save-image", image):
+            raw = staging / "image.oci.tar"
+            runtime.save_image(info.image_id, raw)
+            packed = staging / "image.oci.tar.zst"
+            with raw.open("rb") as src, packed.open("wb") as out, compressing(out, "zstd") as sink:
+                while chunk := src.read(CHUNK):
+                    sink.write(chunk)
+            raw.unlink()
+        with progress.stage("upload-image", image, total=packed.stat().st_size) as stage:
+            put_image(store, packed, info.image_id, info.image_name, on_bytes=stage.advance)
         packed.unlink()
     return image_url(store, info.image_id)
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from prefect import task
 
+from ferry import progress
 from ferry.archive.reader import Report
 from ferry.faults import maybe_fail
 from ferry.verification import verify_source
@@ -21,8 +22,8 @@ class Verified:
 
 def verify(fetched: Fetched, allow_unverified: bool = False, allow_unsigned: bool = False) -> Verified:
     maybe_fail("verify")
-    with fetched.path.open("rb") as f:
-        report, signature = verify_source(f, fetched.sidecar, allow_unverified, allow_unsigned)
+    with progress.stage("verify", total=fetched.size) as stage, fetched.path.open("rb") as f:
+        report, signature = verify_source(stage.reader(f), fetched.sidecar, allow_unverified, allow_unsigned)
     return Verified(fetched, report, signature)
 
 

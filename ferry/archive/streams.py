@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from ferry.errors import UnsafeArchiveError
@@ -74,6 +75,19 @@ class HashingReader:
         if self._hash is None:
             raise ValueError("this reader only counts bytes")
         return self._hash.hexdigest()
+
+
+class CountingReader:
+    """Read-through wrapper telling ``on_bytes`` the size of each chunk read (progress)."""
+
+    def __init__(self, source: Readable, on_bytes: Callable[[int], None]) -> None:
+        self._source = source
+        self._on_bytes = on_bytes
+
+    def read(self, size: int = -1, /) -> bytes:
+        data = self._source.read(size)
+        self._on_bytes(len(data))
+        return data
 
 
 def drain(reader: Readable) -> None:

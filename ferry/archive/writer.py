@@ -6,6 +6,7 @@ import contextlib
 import io
 import tarfile
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from types import TracebackType
@@ -14,7 +15,7 @@ from typing import BinaryIO
 from ferry.archive.compression import Compression, compressing
 from ferry.archive.manifest import Manifest, MemberDigest
 from ferry.archive.members import MANIFEST
-from ferry.archive.streams import HashingReader, HashingWriter
+from ferry.archive.streams import CountingReader, HashingReader, HashingWriter
 
 
 @dataclass(frozen=True)
@@ -31,8 +32,9 @@ class ArchiveWriter:
     sha256 of the compressed bytes) is available as :attr:`digest` after the ``with`` block.
     """
 
-    def __init__(self, sink: BinaryIO, compression: Compression) -> None:
+    def __init__(self, sink: BinaryIO, compression: Compression, on_bytes: Callable[[int], None] | None = None) -> None:
         self._sink = HashingWriter(sink)
+        self._on_bytes = on_bytes  # told the size of each chunk of member bytes read
         self._compression = compression
         self._stack = contextlib.ExitStack()
         self._tar: tarfile.TarFile | None = None
@@ -62,7 +64,7 @@ class ArchiveWriter:
         if info.isreg():
             if fileobj is None:
                 raise ValueError(f"regular file {info.name} needs its bytes")
-            reader = HashingReader(fileobj)
+            reader = HashingReader(CountingReader(fileobj, self._on_bytes) if self._on_bytes else fileobj)
             self.tar.addfile(info, reader)
             self.members.append(MemberDigest(info.name, reader.size, reader.hexdigest()))
         else:

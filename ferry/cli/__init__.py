@@ -14,7 +14,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ferry.cli import doctor, exit_codes, inspect, keygen, ls, prune, restore, snapshot, verify
+from ferry.cli import doctor, exit_codes, inspect, keygen, ls, prune, restore, snapshot, terminal, verify
 from ferry.cli._args import ArgumentsError, Parser, global_options
 from ferry.cli._output import emit, error_document
 from ferry.errors import FerryError
@@ -96,6 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("ferry: %(message)s"))
     logging.getLogger("ferry").addHandler(handler)
+    terminal.install(args)
     run: Callable[[argparse.Namespace], int] = args.run
     try:
         return run(args)

@@ -57,6 +57,13 @@ def global_options(parser: argparse.ArgumentParser, *, nested: bool) -> None:
         default=default,
         help="print one JSON document on stdout and nothing else (errors too); README: JSON output",
     )
+    group.add_argument(
+        "-q",
+        "--quiet",
+        action="store_true",
+        default=default,
+        help="show no progress (the result and errors are still printed)",
+    )
 
 
 def store_argument(parser: argparse.ArgumentParser, *flags: str, help: str = "") -> None:
