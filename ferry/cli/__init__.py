@@ -13,7 +13,7 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ferry.cli import doctor, inspect, keygen, ls, prune, restore, snapshot, verify
+from ferry.cli import doctor, inspect, keygen, ls, migrate, prune, restore, snapshot, verify
 from ferry.errors import FerryError
 
 EXIT_FAILURE = 1
@@ -21,7 +21,7 @@ EXIT_USAGE = 2
 EXIT_INTERRUPTED = 130
 
 #: In the order ``ferry --help`` lists them.
-SUBCOMMANDS = (snapshot, restore, ls, prune, verify, inspect, keygen, doctor)
+SUBCOMMANDS = (snapshot, restore, migrate, ls, prune, verify, inspect, keygen, doctor)
 
 
 def _parser() -> argparse.ArgumentParser:
