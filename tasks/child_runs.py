@@ -62,4 +62,5 @@ def why(run: Any) -> str:
     state = getattr(run, "state", None)
     if state is None:
         return "no state"
-    return f"{state.name}: {(state.message or '').strip()[:300]}"
+    message = (state.message or "").strip().removeprefix("Flow run encountered an exception: ")
+    return f"{state.name}: {message[:300]}" if message else str(state.name)

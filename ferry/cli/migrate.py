@@ -104,6 +104,8 @@ def run(args: Any) -> int:
     state = final.state
     if state is None or not state.is_completed():
         message = (state.message or state.name) if state is not None else "no state"
+        # Prefect's prefix says nothing the operator needs: the flow's own message does.
+        message = message.removeprefix("Flow run encountered an exception: ").removeprefix("MigrationFailed: ")
         raise MigrationFailed(f"run {run_id} ended {state.name if state else '?'}: {message}")
     archive = final_archive(run_id)
     say(f"migrated {args.container} to {args.to_host}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -166,6 +167,12 @@ def test_migration_moves_the_container_between_hosts(deployed: Deployed) -> None
     assert snapshot_runs, "the migration ran no child deployments"
     kinds = {a.type for c in snapshot_runs for a in _artifacts(deployed, c.id)}
     assert "markdown" in kinds and "progress" in kinds
+    # Keys and tags name the host: hosts sharing a server keep separate histories.
+    keys = {a.key for c in snapshot_runs for a in _artifacts(deployed, c.id)}
+    assert "snapshot-host1-mover" in keys, keys
+    with deployed.client() as client:
+        assert "host:host1" in client.read_flow_run(run.id).tags
+    assert all(any(t.startswith("host:") for t in c.tags) for c in snapshot_runs), [c.tags for c in snapshot_runs]
 
 
 @pytest.mark.parametrize(
@@ -287,6 +294,7 @@ def test_ferry_migrate_runs_the_deployment_and_follows_it(deployed: Deployed) ->
     counted = h1.counter("climover")
 
     proc = _ferry_migrate(deployed, "climover", "--to-host", "host2", "--from-host", "host1")
+    (deployed.logs / "ferry-migrate.txt").write_text(proc.stderr + proc.stdout)  # README's example
 
     assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{deployed.worker_logs()}"
     lines = proc.stderr.splitlines()
@@ -313,13 +321,44 @@ def test_ferry_migrate_exits_non_zero_when_the_migration_rolls_back(deployed: De
         proc = _ferry_migrate(deployed, "cliback", "--to-host", "host2", "--from-host", "host1")
     finally:
         deployed.inject("host2")
+    (deployed.logs / "ferry-migrate-rollback.txt").write_text(proc.stderr + proc.stdout)
 
     assert proc.returncode == 1, f"{proc.stdout}\n{proc.stderr}"
     assert proc.stdout == ""
     assert "ferry migrate:   ferry-source/host1: Completed" in proc.stderr.splitlines()  # the rollback
     assert "ferry migrate failed (migrate):" in proc.stderr and "running there again" in proc.stderr
+    assert "Flow run encountered an exception" not in proc.stderr
     assert "Traceback" not in proc.stderr
     assert h2.state("cliback") == "absent" and h1.state("cliback") == "running"
+
+
+def test_ferry_migrate_interrupted_stops_following_and_the_migration_goes_on(deployed: Deployed) -> None:
+    h1, h2 = deployed.host1, deployed.host2
+    h1.run_workload("cliint")
+    env = deployed.stack.env()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferry.cli", "migrate", "cliint", "--to-host", "host2", "--from-host", "host1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert first.startswith("ferry migrate: started ferry-migrate/host1 run "), first
+    run_id = uuid.UUID(first.rsplit("(", 1)[1].rstrip(")\n"))
+    for line in proc.stderr:  # wait until the migration runs, then press Ctrl-C
+        if line.strip() == "ferry migrate: migration: Running":
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+
+    assert proc.returncode == 130, err
+    assert f"the migration goes on in Prefect: `prefect flow-run inspect {run_id}`" in err, err
+    assert "Traceback" not in err and out == ""
+    final = _wait_final(deployed, run_id)
+    assert final.state.is_completed(), final.state
+    assert h1.state("cliint") == "absent" and h2.state("cliint") == "running"
 
 
 def test_ferry_migrate_without_a_prefect_server_or_deployment_says_so(deployed: Deployed) -> None:
