@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -52,6 +53,23 @@ def warn(logger: logging.Logger, message: str) -> None:
 
         with contextlib.suppress(Exception):
             get_run_logger().warning(message)
+
+
+def host() -> str:
+    """This host's name as ferry's deployments know it: the deployment's name (``ferry-snapshot/<host>``)
+    in a deployment run, else FERRY_HOST, else the short host name."""
+    try:
+        from prefect.runtime import deployment
+
+        name = deployment.name if _in_run() else None
+    except Exception:  # no deployment context
+        name = None
+    return str(name or os.environ.get("FERRY_HOST") or socket.gethostname().split(".")[0])
+
+
+def host_key(*parts: str) -> str:
+    """An artifact key that names this host: hosts sharing a Prefect server keep separate histories."""
+    return "-".join((parts[0], host(), *parts[1:]))
 
 
 def markdown(title: str, body: str, key: str) -> None:

@@ -12,26 +12,24 @@ import time
 from typing import Annotated, Any, Literal
 
 from prefect import flow
-from prefect.deployments import run_deployment
+from prefect.client.schemas.objects import FlowRun
 from pydantic import Field
 
 from ferry.errors import MigrationFailed
 from ferry.options import restore_options
 from ferry.report import Timings, markdown
+from storage.default import store_url
 from storage.ref import StoreRef
+from tasks.child_runs import ever_ran, run_child, why
 from tasks.locate import archive_of_run_task
 
 
-def _run(name: str, parameters: dict[str, Any], timeout_s: float) -> Any:
-    return run_deployment(name, parameters=parameters, timeout=timeout_s, poll_interval=2)
-
-
-@flow(name="ferry-migrate", log_prints=True)
+@flow(name="ferry-migrate", log_prints=True, timeout_seconds=24 * 3600)
 def migrate(
     container: Annotated[str, Field(min_length=1)],
     source_host: Annotated[str, Field(min_length=1)],
     target_host: Annotated[str, Field(min_length=1)],
-    via: Annotated[str, Field(min_length=1)],
+    via: str = "",
     new_name: str | None = None,
     compress: Literal["zstd", "gzip", "none"] = "zstd",
     with_image: bool = False,
@@ -52,15 +50,18 @@ def migrate(
         container: The container to move.
         source_host: The host it runs on now (the suffix of its ferry deployments, e.g. ferry-snapshot/<host>).
         target_host: The host to move it to.
-        via: Store URL both hosts reach: s3://bucket/prefix, gs://bucket/prefix, file:///shared/path.
+        via: Store URL both hosts reach: s3://bucket/prefix, gs://bucket/prefix, file:///shared/path
+            (default: the Prefect Variable ferry-store, else FERRY_STORE on the worker).
         new_name: Its name on the target (default: the same).
         compress: Archive compression.
         with_image: Ship the image too (the target does not have it).
         allow_unsigned: Let the target restore the archive even when it is not signed by a key in the target's
             keyring (FERRY_TRUSTED_KEYS), e.g. when the source host has no signing key yet.
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
-        storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
-        timeout_minutes: Give up waiting for a host's worker after this long.
+        storage_secret: A Prefect block with the store's credentials: a Secret block (NAME, a JSON object of
+            fsspec options), aws-credentials/NAME (AwsCredentials) or gcp-credentials/NAME (GcpCredentials).
+        timeout_minutes: Give up waiting for each step (snapshot, restore, rollback, remove) after this long; a
+            step given up on is cancelled, so it never runs later.
         tcp_established: Keep established TCP connections across the move (default: on).
         tcp_close: Close them instead (the container's peers reconnect); excludes tcp_established.
         file_locks: Dump and restore file locks (default: on).
@@ -69,6 +70,7 @@ def migrate(
         publish: Publish ports on the target instead of the archived ones, Podman's syntax.
     """
     # Checked before anything stops: a contradiction is a usage error, not a failed migration.
+    via = store_url(via, "store to migrate through (via)")
     options = restore_options(
         "migrate",
         tcp_established=tcp_established,
@@ -89,8 +91,9 @@ def migrate(
     timings = Timings()
     timeout_s = timeout_minutes * 60.0
     store = {"storage_options": storage_options, "storage_secret": storage_secret}
+    rollback = {"container": container, "action": "rollback"}
     with timings("snapshot on source"):
-        snap = _run(
+        snap = run_child(
             f"ferry-snapshot/{source_host}",
             {
                 "container": container,
@@ -106,45 +109,80 @@ def migrate(
             },
             timeout_s,
         )
-    if not snap.state or not snap.state.is_completed():
-        raise MigrationFailed(
-            f"The snapshot of {container!r} on {source_host} failed ({_why(snap)}). Nothing was restored on "
-            f"{target_host}; the container stays on {source_host} (a stop-mode snapshot restores it there when "
-            "anything after the dump fails)."
-        )
+    if not _completed(snap):
+        back = None
+        if snap.state is not None and snap.state.is_cancelled() and ever_ran(snap):
+            # Killed while it ran: it may have stopped the container without rolling back.
+            with timings("rollback on source"):
+                back = run_child(f"ferry-source/{source_host}", rollback, timeout_s)
+        raise MigrationFailed(_snapshot_failed(container, source_host, target_host, snap, back, timeout_s))
     url = archive_of_run_task(StoreRef(via, storage_options, storage_secret), container, str(snap.id))
     with timings("restore on target"):
-        rest = _run(
+        rest = run_child(
             f"ferry-restore/{target_host}",
             {"archive": url, "name": new_name, "allow_unsigned": allow_unsigned, **network, **store},
             timeout_s,
         )
-    if not rest.state or not rest.state.is_completed():
+    if not _completed(rest):
         with timings("rollback on source"):
-            back = _run(f"ferry-source/{source_host}", {"container": container, "action": "rollback"}, timeout_s)
-        if back.state and back.state.is_completed():
+            back = run_child(f"ferry-source/{source_host}", rollback, timeout_s)
+        if _completed(back):
             raise MigrationFailed(
-                f"The restore of {container!r} on {target_host} failed ({_why(rest)}). The container was restored "
+                f"The restore of {container!r} on {target_host} failed ({why(rest)}). The container was restored "
                 f"on {source_host} from its local checkpoint and is running there again. Archive: {url}"
             )
         raise MigrationFailed(
-            f"The restore of {container!r} on {target_host} failed ({_why(rest)}) and so did restoring it on "
-            f"{source_host} ({_why(back)}). Its checkpoint is kept on {source_host}: run `podman container "
+            f"The restore of {container!r} on {target_host} failed ({why(rest)}) and so did restoring it on "
+            f"{source_host} ({why(back)}). Its checkpoint is kept on {source_host}: run `podman container "
             f"restore --keep {container}` there, or `ferry restore {url}` on any host."
         )
     with timings("remove from source"):
-        _run(f"ferry-source/{source_host}", {"container": container, "action": "remove"}, timeout_s)
+        removed = run_child(f"ferry-source/{source_host}", {"container": container, "action": "remove"}, timeout_s)
+    if not _completed(removed):
+        # It runs on the target: rolling back now would run it twice. The operator removes the
+        # stopped copy on the source.
+        raise MigrationFailed(
+            f"{container!r} runs on {target_host} now (restore run {rest.id}), but removing its stopped copy on "
+            f"{source_host} failed ({why(removed)}). Run `podman rm {container}` on {source_host}; do not start "
+            f"it there. Archive: {url}"
+        )
     summary = (
         f"| | |\n|---|---|\n| container | `{container}` → `{new_name or container}` |\n"
         f"| from → to | {source_host} → {target_host} |\n| archive | `{url}` |\n"
         f"| snapshot run | {snap.id} |\n| restore run | {rest.id} |\n\n## Stages\n\n{timings.table()}\n"
     )
-    markdown(f"Migration of {container}", summary, f"migrate-{container}")
+    markdown(f"Migration of {container}", summary, f"migrate-{source_host}-{container}")
     return {"archive": url, "source": source_host, "target": target_host, "at": time.strftime("%FT%TZ", time.gmtime())}
 
 
-def _why(run: Any) -> str:
-    state = getattr(run, "state", None)
-    if state is None:
-        return "no state"
-    return f"{state.name}: {(state.message or '').strip()[:300]}"
+def _completed(run: FlowRun) -> bool:
+    return run.state is not None and run.state.is_completed()
+
+
+def _snapshot_failed(
+    container: str, source: str, target: str, snap: FlowRun, back: FlowRun | None, timeout_s: float
+) -> str:
+    state = snap.state
+    if state is not None and state.is_cancelled():
+        gave_up = (
+            f"The snapshot of {container!r} on {source} did not finish within {timeout_s:.0f} s and was cancelled "
+            f"(run {snap.id}: {why(snap)}); it will not run later. Nothing was restored on {target}."
+        )
+        if back is None:
+            return f"{gave_up} It never started: is the ferry worker on {source} running?"
+        if _completed(back):
+            return f"{gave_up} It had started; {container!r} runs on {source} again."
+        return (
+            f"{gave_up} It had started, and bringing {container!r} back on {source} failed ({why(back)}): check it "
+            f"there (`podman container restore --keep {container}` restores a checkpointed one)."
+        )
+    if state is None or not state.is_final():
+        return (
+            f"The snapshot of {container!r} on {source} did not finish within {timeout_s:.0f} s and its "
+            f"cancellation is not confirmed (run {snap.id}: {why(snap)}). Cancel it (`prefect flow-run cancel "
+            f"{snap.id}`) before its worker comes back, then check {container!r} on {source}."
+        )
+    return (
+        f"The snapshot of {container!r} on {source} failed ({why(snap)}). Nothing was restored on {target}; the "
+        f"container stays on {source} (a stop-mode snapshot restores it there when anything after the dump fails)."
+    )

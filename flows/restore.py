@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from prefect import flow
 from pydantic import Field
 
+from ferry.errors import UsageError
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, restore_options
 from ferry.staging import new_run_dir, remove_run_dir
+from storage.default import store_url
 from storage.ref import StoreRef, store_of
 from tasks.download import download_task
 from tasks.load_image import load_image_task
@@ -17,10 +19,13 @@ from tasks.prepare_import import prepare_import_task
 from tasks.restore import Restored, restore_task
 from tasks.verify import verify_task
 
+#: The whole run (download, verify, restore); the CRIU restore itself has its own `timeout_seconds`.
+RESTORE_FLOW_TIMEOUT_S = 6 * 3600
 
-@flow(name="ferry-restore", log_prints=True, persist_result=True)
+
+@flow(name="ferry-restore", log_prints=True, persist_result=True, timeout_seconds=RESTORE_FLOW_TIMEOUT_S)
 def restore(
-    archive: Annotated[str, Field(min_length=1)],
+    archive: str = "",
     name: str | None = None,
     latest: str | None = None,
     allow_unverified: bool = False,
@@ -38,7 +43,8 @@ def restore(
     """Restore a container on this host from an archive.
 
     Args:
-        archive: URL of the archive to restore; with `latest`, the URL of the store.
+        archive: URL of the archive to restore; with `latest`, the URL of the store
+            (default: the Prefect Variable ferry-store, else FERRY_STORE on the worker).
         name: New container name (default: the original name).
         latest: Restore the newest complete snapshot of this container from the store at `archive`.
         allow_unverified: Accept an archive without a ferry manifest (a Podman export); its paths are still checked.
@@ -46,7 +52,8 @@ def restore(
             (FERRY_TRUSTED_KEYS). Anyone with write access to the store can write such an archive. Every
             other check still applies.
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
-        storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+        storage_secret: A Prefect block with the store's credentials: a Secret block (NAME, a JSON object of
+            fsspec options), aws-credentials/NAME (AwsCredentials) or gcp-credentials/NAME (GcpCredentials).
         tcp_established: Restore established TCP connections as they were (default: off; a migration turns it on).
         tcp_close: Restore established TCP connections closed (default: on, unless tcp_established is asked for).
         file_locks: Restore file locks.
@@ -65,7 +72,9 @@ def restore(
         publish=publish,
     )
     if latest:
-        archive = locate_task(StoreRef(archive, storage_options, storage_secret), latest)
+        archive = locate_task(StoreRef(store_url(archive), storage_options, storage_secret), latest)
+    elif not archive.strip():
+        raise UsageError("Name the archive to restore (its URL), or a container with `latest`.")
     ref = StoreRef(store_of(archive), storage_options, storage_secret)
     staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
     fetched = download_task(archive, staging, ref)

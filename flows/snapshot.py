@@ -16,9 +16,10 @@ from pydantic import Field
 
 from ferry.locks import container_lock
 from ferry.options import DumpOptions
-from ferry.report import Timings, markdown
+from ferry.report import Timings, host_key, markdown
 from ferry.resume import clear_inflight, generation, is_dumped
 from ferry.staging import remove_run_dir, run_dir
+from storage.default import store_url
 from storage.ref import StoreRef
 from tasks.archive import ArchiveResult, archive_task
 from tasks.dump import dump_task
@@ -28,6 +29,9 @@ from tasks.publish import discard_task, publish_task
 from tasks.rollback import rollback_task
 from tasks.rootfs_diff import rootfs_diff_task
 from tasks.ship_image import ship_image_task
+
+#: A run that takes longer fails (a stop-mode one rolls back): a hung dump or upload never holds the container.
+SNAPSHOT_TIMEOUT_S = 6 * 3600
 
 
 @dataclass(frozen=True)
@@ -40,10 +44,10 @@ class SnapshotResult:
     image_url: str = ""
 
 
-@flow(name="ferry-snapshot", log_prints=True, persist_result=True)
+@flow(name="ferry-snapshot", log_prints=True, persist_result=True, timeout_seconds=SNAPSHOT_TIMEOUT_S)
 def snapshot(
     container: Annotated[str, Field(min_length=1)],
-    to: Annotated[str, Field(min_length=1)],
+    to: str = "",
     leave_running: bool = False,
     compress: Literal["zstd", "gzip", "none"] = "zstd",
     with_image: bool = False,
@@ -57,16 +61,19 @@ def snapshot(
 
     Args:
         container: Container name or id on this host.
-        to: Store URL: s3://bucket/prefix, gs://bucket/prefix or file:///path.
+        to: Store URL: s3://bucket/prefix, gs://bucket/prefix or file:///path
+            (default: the Prefect Variable ferry-store, else FERRY_STORE on the worker).
         leave_running: Keep the container running (a backup) instead of stopping it (a migration).
         compress: Archive compression.
         with_image: Also store the container's image (once per image id), for restores on fresh hosts.
         storage_options: fsspec options for the store, e.g. an endpoint. No secrets: parameters are shown in the UI.
-        storage_secret: Name of a Prefect Secret block holding a JSON object of storage credentials.
+        storage_secret: A Prefect block with the store's credentials: a Secret block (NAME, a JSON object of
+            fsspec options), aws-credentials/NAME (AwsCredentials) or gcp-credentials/NAME (GcpCredentials).
         tcp_established: Dump established TCP connections (default: on; without it, open connections fail the dump).
         file_locks: Dump file locks (default: on; without it, a held file lock fails the dump).
         allow_bind_mounts: Snapshot a container that bind-mounts host paths; their content is NOT in the archive.
     """
+    to = store_url(to)
     options = DumpOptions(tcp_established=tcp_established, file_locks=file_locks)
     timings = Timings()
     staging = run_dir("snapshot", container)
@@ -104,7 +111,8 @@ def snapshot(
     result = SnapshotResult(
         url, subject.info.name, archive.manifest.mode, archive.digest.size, dumped.stats.frozen_us / 1000, image
     )
-    markdown(f"Snapshot of {result.container}", snapshot_summary(result, archive.manifest, timings), result.container)
+    summary = snapshot_summary(result, archive.manifest, timings)
+    markdown(f"Snapshot of {result.container}", summary, host_key("snapshot", result.container))
     return result
 
 

@@ -10,8 +10,10 @@ from pydantic import Field
 
 from tasks.source import remove_here_task, restore_here_task
 
+SOURCE_TIMEOUT_S = 3600
 
-@flow(name="ferry-source", log_prints=True)
+
+@flow(name="ferry-source", log_prints=True, timeout_seconds=SOURCE_TIMEOUT_S)
 def source(
     container: Annotated[str, Field(min_length=1)],
     action: Literal["rollback", "remove"],

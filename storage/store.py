@@ -19,6 +19,7 @@ import os
 import posixpath
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -44,6 +45,8 @@ from ferry.errors import (
 from ferry.names import file_name
 
 SIDECAR_SUFFIX = ".ferry.json"
+#: Sidecars `listing` reads at once.
+LISTING_THREADS = 16
 PARTIAL_SUFFIX = ".partial"
 CHUNK = 8 << 20
 BLOCK_SIZE = 8 << 20  # multipart part size: bounded memory, above S3's 5 MiB minimum
@@ -251,11 +254,16 @@ class ArchiveStore:
             paths = self.fs.glob(posixpath.join(self.root, pattern))
         entries = []
         broken = []
-        for path in paths:
+        # One round trip per sidecar (and one to check its archive): in parallel, so a store with
+        # many archives lists in the time of a few round trips. map() keeps the order, and raises
+        # the first failure in that order, as one loop would.
+        if len(paths) > 1 and LISTING_THREADS > 1:
+            with ThreadPoolExecutor(max_workers=min(LISTING_THREADS, len(paths))) as pool:
+                read = list(pool.map(self._read_sidecar, paths))
+        else:
+            read = [self._read_sidecar(p) for p in paths]
+        for path, (data, present) in zip(paths, read, strict=True):
             archive = path[: -len(SIDECAR_SUFFIX)]
-            with translated("read", url_for_path(self.fs, path)):
-                data = self.fs.cat_file(path)
-                present = self.fs.exists(archive)
             try:
                 sidecar = Sidecar.from_json(data)
             except UnsupportedArchiveError as exc:
@@ -270,6 +278,11 @@ class ArchiveStore:
         entries.sort(key=lambda e: (e.sidecar.manifest.created, e.url), reverse=True)
         broken.sort(key=lambda b: b.url, reverse=True)
         return entries, broken
+
+    def _read_sidecar(self, path: str) -> tuple[bytes, bool]:
+        """A sidecar's bytes, and whether its archive is there."""
+        with translated("read", url_for_path(self.fs, path)):
+            return self.fs.cat_file(path), self.fs.exists(path[: -len(SIDECAR_SUFFIX)])
 
     def incomplete(self) -> list[str]:
         """What an interrupted upload may have left: archive objects without a sidecar,

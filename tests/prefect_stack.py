@@ -38,6 +38,8 @@ class Stack:
     api: str = ""
     ui: str = ""
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
+    #: each host's worker, its log and environment, to stop it and start it again
+    workers: dict[str, tuple[subprocess.Popen[bytes], Path, dict[str, str]]] = field(default_factory=dict)
 
     def env(self, **extra: str) -> dict[str, str]:
         return quiet_env(PREFECT_HOME=str(self.home), PREFECT_API_URL=self.api, **extra)
@@ -57,11 +59,12 @@ class Stack:
         return proc.stdout
 
     def deploy_host(self, host: str, store: str) -> None:
+        self.cli("variable", "set", "ferry-store", store, "--overwrite")
         self.cli("work-pool", "create", f"ferry-{host}", "--type", "process", "--overwrite")
-        self.cli("--no-prompt", "deploy", "--all", env=self.env(FERRY_HOST=host, FERRY_STORE=store))
+        self.cli("--no-prompt", "deploy", "--all", env=self.env(FERRY_HOST=host))
 
     def start_worker(self, host: str, log: Path, **env: str) -> None:
-        out = log.open("wb")
+        out = log.open("ab")
         proc = subprocess.Popen(
             [PREFECT, "worker", "start", "--pool", f"ferry-{host}", "--type", "process", "--name", f"worker-{host}"],
             cwd=ROOT,
@@ -70,6 +73,17 @@ class Stack:
             stderr=subprocess.STDOUT,
         )
         self.processes.append(proc)
+        self.workers[host] = (proc, log, env)
+
+    def stop_worker(self, host: str) -> None:
+        """Stop a host's worker, as a host going down would: its runs stay queued."""
+        proc = self.workers[host][0]
+        proc.terminate()
+        proc.wait(timeout=60)
+
+    def restart_worker(self, host: str) -> None:
+        _, log, env = self.workers[host]
+        self.start_worker(host, log, **env)
 
 
 @contextmanager

@@ -8,6 +8,8 @@ bucket or root that does not exist) and ``corrupt`` (damages a stored object in 
 from __future__ import annotations
 
 import io
+import itertools
+import threading
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -18,7 +20,8 @@ import pytest
 from ferry.archive.manifest import Sidecar
 from ferry.archive.reader import verify
 from ferry.errors import ArchiveError, ArchiveNotFoundError, IntegrityError, StoreError
-from storage.store import ArchiveStore, download, open_archive, read_sidecar
+from storage import store as store_module
+from storage.store import SIDECAR_SUFFIX, ArchiveStore, download, open_archive, read_sidecar
 from tests.archive_forge import Forge
 
 
@@ -129,3 +132,46 @@ class StoreContract:
             ("lonely", "2026-01-01"),
         ]
         assert store.incomplete() == []
+
+    def test_listing_reads_sidecars_in_parallel_with_the_same_result(
+        self, store_url: str, storage_options: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        store = ArchiveStore(store_url, storage_options)
+        for container in ("web", "db", "cache"):
+            for day in ("01", "02", "03"):
+                stored_archive(store, tmp_path, created=f"2026-11-{day}T00:00:00.000Z", container=container)
+        # Two with the same creation time: the URL breaks the tie, the same way every time.
+        stored_archive(store, tmp_path, created="2026-11-03T00:00:00.000Z", container="twin")
+        stored_archive(store, tmp_path, created="2026-11-03T00:00:00.000Z", container="twin2")
+        # And broken ones: a sidecar without its archive, a sidecar that does not parse.
+        gone, _ = stored_archive(store, tmp_path, created="2026-11-05T00:00:00.000Z", container="gone")
+        store.fs.rm(store.fs._strip_protocol(gone))
+        store.fs.makedirs(f"{store.root}/junk", exist_ok=True)
+        with store.fs.open(f"{store.root}/junk/20261104T000000000Z-x.tar.zst{SIDECAR_SUFFIX}", "wb") as f:
+            f.write(b"{not json")
+
+        monkeypatch.setattr(store_module, "LISTING_THREADS", 1)
+        one_by_one = store.listing()
+        monkeypatch.setattr(store_module, "LISTING_THREADS", 16)
+        # Proof of parallel reads: the first two sidecar reads wait for each other; read one at a
+        # time, the first would wait alone and the barrier break.
+        barrier = threading.Barrier(2, timeout=60)
+        cat_file = store.fs.cat_file
+        calls = itertools.count()
+
+        def meeting(path: str, *args: Any, **kwargs: Any) -> Any:
+            if next(calls) < 2:
+                barrier.wait()
+            return cat_file(path, *args, **kwargs)
+
+        monkeypatch.setattr(store.fs, "cat_file", meeting)
+        parallel = store.listing()
+        monkeypatch.undo()
+
+        assert parallel == one_by_one
+        entries, broken = parallel
+        assert len(entries) == 11
+        keys = [(e.sidecar.manifest.created, e.url) for e in entries]
+        assert keys == sorted(keys, reverse=True)
+        assert [b.url.rsplit("/", 2)[-2] for b in broken] == ["junk", "gone"]
+        assert store.listing() == parallel  # stable from one call to the next

@@ -14,13 +14,13 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ferry.cli import doctor, exit_codes, inspect, keygen, ls, prune, restore, snapshot, terminal, verify
+from ferry.cli import doctor, exit_codes, inspect, keygen, ls, migrate, prune, restore, snapshot, terminal, verify
 from ferry.cli._args import ArgumentsError, Parser, global_options
 from ferry.cli._output import emit, error_document
 from ferry.errors import FerryError
 
 #: In the order ``ferry --help`` lists them.
-SUBCOMMANDS = (snapshot, restore, ls, prune, verify, inspect, keygen, doctor)
+SUBCOMMANDS = (snapshot, restore, migrate, ls, prune, verify, inspect, keygen, doctor)
 
 
 def version() -> str:

@@ -6,6 +6,9 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Iterator
@@ -122,11 +125,15 @@ def test_deploy_all_registers_typed_deployments_with_a_nightly_schedule(deployed
         nightly = client.read_deployment_by_name("ferry-nightly/host1")
         migrate = client.read_deployment_by_name("ferry-migrate/host1")
         restore = client.read_deployment_by_name("ferry-restore/host1")
+        source = client.read_deployment_by_name("ferry-source/host1")
     for flow in ("ferry-snapshot", "ferry-restore", "ferry-source", "ferry-migrate", "ferry-nightly"):
         assert {f"{flow}/host1", f"{flow}/host2"} <= names
     assert nightly.schedules and nightly.schedules[0].schedule.cron == "0 2 * * *"
     assert nightly.schedules[0].schedule.timezone == "UTC"
-    assert nightly.parameters["to"] == deployed.store and nightly.parameters["retention"] == {"keep": 10}
+    # The store is the Prefect Variable ferry-store, read at run time, not fixed in the deployments.
+    assert "to" not in nightly.parameters and "via" not in migrate.parameters
+    assert nightly.parameters["retention"] == {"keep": 10}
+    assert "host:host1" in nightly.tags and "host:host1" in migrate.tags
     schema = migrate.parameter_openapi_schema["properties"]
     assert schema["compress"]["enum"] == ["zstd", "gzip", "none"]
     assert "description" in schema["via"] and schema["timeout_minutes"]["minimum"] == 1
@@ -134,6 +141,13 @@ def test_deploy_all_registers_typed_deployments_with_a_nightly_schedule(deployed
         unsigned = deployment.parameter_openapi_schema["properties"]["allow_unsigned"]
         assert unsigned["default"] is False and "keyring" in unsigned["description"]
     assert "Retention" in json.dumps(nightly.parameter_openapi_schema)
+    # Two nightly runs never overlap (a new one is cancelled); migrations out of a host queue.
+    assert nightly.global_concurrency_limit and nightly.global_concurrency_limit.limit == 1
+    assert nightly.concurrency_options and nightly.concurrency_options.collision_strategy == "CANCEL_NEW"
+    assert migrate.global_concurrency_limit and migrate.global_concurrency_limit.limit == 1
+    assert migrate.concurrency_options and migrate.concurrency_options.collision_strategy == "ENQUEUE"
+    assert "ferry-internal" in source.tags and "INTERNAL" in (source.description or "")
+    assert "ferry-internal" not in migrate.tags
 
 
 def test_migration_moves_the_container_between_hosts(deployed: Deployed) -> None:
@@ -148,11 +162,17 @@ def test_migration_moves_the_container_between_hosts(deployed: Deployed) -> None
     assert h2.state("mover") == "running"
     wait_for(lambda: h2.counter("mover") > counted + 20, what="the migrated container to count on")
     assert assert_consecutive_log(h2.exec("mover", "cat", "/data/log"))[-1] > counted
-    assert any(a.key == "migrate-mover" for a in _artifacts(deployed, run.id))
+    assert any(a.key == "migrate-host1-mover" for a in _artifacts(deployed, run.id))
     snapshot_runs = [c for c in _children(deployed, run.id) if c.name and c.deployment_id]
     assert snapshot_runs, "the migration ran no child deployments"
     kinds = {a.type for c in snapshot_runs for a in _artifacts(deployed, c.id)}
     assert "markdown" in kinds and "progress" in kinds
+    # Keys and tags name the host: hosts sharing a server keep separate histories.
+    keys = {a.key for c in snapshot_runs for a in _artifacts(deployed, c.id)}
+    assert "snapshot-host1-mover" in keys, keys
+    with deployed.client() as client:
+        assert "host:host1" in client.read_flow_run(run.id).tags
+    assert all(any(t.startswith("host:") for t in c.tags) for c in snapshot_runs), [c.tags for c in snapshot_runs]
 
 
 @pytest.mark.parametrize(
@@ -183,6 +203,197 @@ def test_failed_migration_leaves_the_container_running_on_the_source(
     wait_for(lambda: h1.counter(name) > before + 10, what="the rolled-back container to count on")
     assert_consecutive_log(h1.exec(name, "cat", "/data/log"))
     deployed.inject(host)
+
+
+def _wait_final(deployed: Deployed, run_id: Any) -> Any:
+    deadline = time.monotonic() + 900
+    while True:
+        with deployed.client() as client:
+            run = client.read_flow_run(run_id)
+        if run.state is not None and run.state.is_final():
+            return run
+        assert time.monotonic() < deadline, f"run {run_id} did not end: {run.state}\n{deployed.worker_logs()}"
+        time.sleep(1)
+
+
+def _ever_ran(deployed: Deployed, run_id: Any) -> bool:
+    with deployed.client() as client:
+        return any(s.type.value == "RUNNING" for s in client.read_flow_run_states(run_id))
+
+
+def test_migration_cancels_the_snapshot_it_gave_up_on(deployed: Deployed) -> None:
+    """The source worker is down: the stop-mode snapshot stays queued past the migration's timeout.
+    It is cancelled, and it does not run when the worker comes back: the container keeps running."""
+    h1 = deployed.host1
+    h1.run_workload("queued")
+    deployed.stack.stop_worker("host1")
+    try:
+        # The migration itself runs on host2's worker; its snapshot waits for host1's.
+        run = deployed.run(
+            "ferry-migrate/host2", container="queued", source_host="host1", target_host="host2", timeout_minutes=1
+        )
+    finally:
+        deployed.stack.restart_worker("host1")
+
+    assert run.state.is_failed(), run.state
+    assert "was cancelled" in (run.state.message or "") and "will not run later" in (run.state.message or "")
+    children = _children(deployed, run.id)
+    seen = [(c.name, c.parameters, c.state_name, c.start_time, c.infrastructure_pid) for c in children]
+    snapshots = [c for c in children if "leave_running" in c.parameters]
+    assert len(children) == len(snapshots) == 1, f"{seen}\n{deployed.worker_logs()}"
+    assert snapshots[0].state.is_cancelled() and not _ever_ran(deployed, snapshots[0].id), snapshots[0].state
+
+    # host1's worker is back and runs what is queued for it: a later run completes, the cancelled one never starts.
+    h1.run_workload("after")
+    later = deployed.run("ferry-snapshot/host1", container="after", to=deployed.store, leave_running=True)
+    assert later.state.is_completed(), f"{later.state}\n{deployed.worker_logs()}"
+    with deployed.client() as client:
+        again = client.read_flow_run(snapshots[0].id)
+    assert again.state.is_cancelled() and not _ever_ran(deployed, again.id), again.state
+    assert h1.state("queued") == "running"
+    before = h1.counter("queued")
+    wait_for(lambda: h1.counter("queued") > before + 5, what="the container to keep counting")
+    assert ArchiveStore(deployed.store, deployed.options).archives("queued") == []
+
+
+def test_a_second_nightly_run_is_cancelled_while_one_runs(deployed: Deployed) -> None:
+    h1 = deployed.host1
+    h1.run_workload("overlap")
+    params = {"containers": ["overlap"], "label": None}
+    deployed.stack.stop_worker("host1")  # both runs are queued, so the worker starts them together
+    try:
+        with temporary_settings({PREFECT_API_URL: deployed.stack.api}):
+            first = run_deployment("ferry-nightly/host1", parameters=params, timeout=0)
+            second = run_deployment("ferry-nightly/host1", parameters=params, timeout=0)
+    finally:
+        deployed.stack.restart_worker("host1")
+
+    ended = sorted((_wait_final(deployed, r.id) for r in (first, second)), key=lambda r: r.state.name)
+    assert [r.state.name for r in ended] == ["Cancelled", "Completed"], [r.state for r in ended]
+    assert not _ever_ran(deployed, ended[0].id) and "limit" in (ended[0].state.message or ""), ended[0].state
+    assert len(ArchiveStore(deployed.store, deployed.options).archives("overlap")) == 1
+    assert h1.state("overlap") == "running"
+
+
+def _ferry_migrate(deployed: Deployed, *args: str) -> subprocess.CompletedProcess[str]:
+    env = deployed.stack.env()
+    env.pop("FERRY_HOST", None)
+    return subprocess.run(
+        [sys.executable, "-m", "ferry.cli", "migrate", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=1800,
+        check=False,
+    )
+
+
+def test_ferry_migrate_runs_the_deployment_and_follows_it(deployed: Deployed) -> None:
+    h1, h2 = deployed.host1, deployed.host2
+    h1.run_workload("climover")
+    counted = h1.counter("climover")
+
+    proc = _ferry_migrate(deployed, "climover", "--to-host", "host2", "--from-host", "host1", "--json")
+    (deployed.logs / "ferry-migrate.txt").write_text(proc.stderr + proc.stdout)  # README's example
+
+    assert proc.returncode == 0, f"{proc.stdout}\n{proc.stderr}\n{deployed.worker_logs()}"
+    lines = proc.stderr.splitlines()
+    assert lines[0].startswith("ferry migrate: started ferry-migrate/host1 run "), proc.stderr
+    # Each step's states in the order they came (a short one may pass between two polls).
+    steps = [line.split("   ", 1)[1] for line in lines if line.startswith("ferry migrate:   ")]
+    assert [s for s in steps if s.endswith(": Completed")] == [
+        "ferry-snapshot/host1: Completed",
+        "ferry-restore/host2: Completed",
+        "ferry-source/host1: Completed",
+    ], steps
+    assert "ferry migrate: migration: Running" in lines
+    assert lines.index("ferry migrate: migration: Running") < lines.index("ferry migrate: migration: Completed")
+    done = _valid_json(proc.stdout, "migrate")
+    assert done["archive"].startswith(deployed.store + "/climover/"), done
+    assert (done["container"], done["from_host"], done["to_host"], done["state"]) == (
+        "climover",
+        "host1",
+        "host2",
+        "Completed",
+    )
+    assert h1.state("climover") == "absent" and h2.state("climover") == "running"
+    wait_for(lambda: h2.counter("climover") > counted + 5, what="the migrated container to count on")
+
+
+def _valid_json(stdout: str, schema_name: str) -> dict[str, Any]:
+    from importlib import resources
+
+    import jsonschema
+
+    document: dict[str, Any] = json.loads(stdout)
+    schema = json.loads((resources.files("ferry.cli") / "schemas" / f"{schema_name}.json").read_text())
+    jsonschema.validate(document, schema)
+    return document
+
+
+def test_ferry_migrate_exits_non_zero_when_the_migration_rolls_back(deployed: Deployed) -> None:
+    h1, h2 = deployed.host1, deployed.host2
+    h1.run_workload("cliback")
+    deployed.inject("host2", "restore")
+    try:
+        proc = _ferry_migrate(deployed, "cliback", "--to-host", "host2", "--from-host", "host1", "--json")
+    finally:
+        deployed.inject("host2")
+    (deployed.logs / "ferry-migrate-rollback.txt").write_text(proc.stderr + proc.stdout)
+
+    assert proc.returncode == 1, f"{proc.stdout}\n{proc.stderr}"
+    error = _valid_json(proc.stdout, "error")["error"]  # --json: the failure as a document on stdout
+    assert error["area"] == "migrate" and error["exit_code"] == 1 and "running there again" in error["message"]
+    assert "ferry migrate:   ferry-source/host1: Completed" in proc.stderr.splitlines()  # the rollback
+    assert "ferry migrate failed (migrate):" in proc.stderr and "running there again" in proc.stderr
+    assert "Flow run encountered an exception" not in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert h2.state("cliback") == "absent" and h1.state("cliback") == "running"
+
+
+def test_ferry_migrate_interrupted_stops_following_and_the_migration_goes_on(deployed: Deployed) -> None:
+    h1, h2 = deployed.host1, deployed.host2
+    h1.run_workload("cliint")
+    env = deployed.stack.env()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "ferry.cli", "migrate", "cliint", "--to-host", "host2", "--from-host", "host1"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    assert proc.stderr is not None
+    first = proc.stderr.readline()
+    assert first.startswith("ferry migrate: started ferry-migrate/host1 run "), first
+    run_id = uuid.UUID(first.rsplit("(", 1)[1].rstrip(")\n"))
+    for line in proc.stderr:  # wait until the migration runs, then press Ctrl-C
+        if line.strip() == "ferry migrate: migration: Running":
+            break
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=300)
+
+    assert proc.returncode == 130, err
+    assert f"the migration goes on in Prefect: `prefect flow-run inspect {run_id}`" in err, err
+    assert "Traceback" not in err and out == ""
+    final = _wait_final(deployed, run_id)
+    assert final.state.is_completed(), final.state
+    assert h1.state("cliint") == "absent" and h2.state("cliint") == "running"
+
+
+def test_ferry_migrate_without_a_prefect_server_or_deployment_says_so(deployed: Deployed) -> None:
+    env = deployed.stack.env()
+    env.pop("PREFECT_API_URL")
+    proc = subprocess.run(
+        [sys.executable, "-m", "ferry.cli", "migrate", "x", "--to-host", "host2"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert proc.returncode == 2 and "set PREFECT_API_URL" in proc.stderr, proc.stderr
+    proc = _ferry_migrate(deployed, "x", "--to-host", "host2", "--from-host", "nohost")
+    assert proc.returncode == 2 and "no deployment ferry-migrate/nohost" in proc.stderr, proc.stderr
 
 
 def test_retry_after_failed_upload_resumes_without_a_new_dump(deployed: Deployed) -> None:

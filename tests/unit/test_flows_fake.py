@@ -124,7 +124,7 @@ def _deployments(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ran.append(name)
         return _Run(flows[name.split("/", maxsplit=1)[0]](**parameters, return_state=True))
 
-    monkeypatch.setattr(migrate_module, "_run", run)
+    monkeypatch.setattr(migrate_module, "run_child", run)
     return ran
 
 
@@ -147,3 +147,62 @@ def test_migrate_rolls_back_when_the_restore_fails(
         migrate("app", "a", "b", store, new_name="moved")
     assert ran == ["ferry-snapshot/a", "ferry-restore/b", "ferry-source/a"]
     assert fake.containers["app"].state == "running" and "moved" not in fake.containers
+
+
+def test_the_store_defaults_to_the_prefect_variable_and_a_parameter_still_wins(
+    fake: FakeRuntime, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.variables import Variable
+
+    monkeypatch.delenv("FERRY_STORE", raising=False)
+    with pytest.raises(FerryError, match="set the Prefect Variable ferry-store"):
+        snapshot("app", leave_running=True)
+    monkeypatch.setenv("FERRY_STORE", f"file://{tmp_path}/from-env")
+    assert snapshot("app", leave_running=True).url.startswith(f"file://{tmp_path}/from-env/app/")
+    Variable.set("ferry-store", store, overwrite=True)
+    try:
+        first = snapshot("app", leave_running=True)  # the Variable, read when the run starts
+        assert first.url.startswith(store + "/app/")
+        rows = nightly(containers=["app"])
+        assert rows[0]["archive"].startswith(store + "/app/")
+        other = f"file://{tmp_path}/other"
+        assert snapshot("app", other, leave_running=True).url.startswith(other + "/app/")
+        restored = restore(latest="app", name="copy")
+        assert restored.name == "copy"
+    finally:
+        Variable.unset("ferry-store")
+    with pytest.raises(FerryError, match="Name the archive"):
+        restore()
+
+
+def test_migrate_fails_without_rolling_back_when_the_removal_on_the_source_fails(
+    fake: FakeRuntime, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.states import Failed
+
+    ran = _deployments(monkeypatch)
+    real = migrate_module.run_child
+
+    def removal_fails(name: str, parameters: dict[str, Any], timeout_s: float) -> Any:
+        if parameters.get("action") == "remove":
+            ran.append(name)
+            return _Run(Failed(message="podman rm: device busy"))
+        return real(name, parameters, timeout_s)
+
+    monkeypatch.setattr(migrate_module, "run_child", removal_fails)
+    with pytest.raises(MigrationFailed, match="runs on b now .* removing its stopped copy on a failed") as info:
+        migrate("app", "a", "b", store, new_name="moved")
+    assert "podman rm app" in str(info.value) and "device busy" in str(info.value)
+    assert ran == ["ferry-snapshot/a", "ferry-restore/b", "ferry-source/a"]  # no rollback after it
+    assert fake.containers["moved"].state == "running"
+
+
+def test_every_flow_has_a_timeout_and_the_nightly_one_ends_before_the_next_night() -> None:
+    flows = {f.name: f.timeout_seconds for f in (snapshot, restore, source, migrate, nightly)}
+    assert flows == {
+        "ferry-snapshot": 6 * 3600,
+        "ferry-restore": 6 * 3600,
+        "ferry-source": 3600,
+        "ferry-migrate": 24 * 3600,
+        "ferry-nightly": 20 * 3600,
+    }
