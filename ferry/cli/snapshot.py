@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from ferry.cli import prefect_server
 from ferry.cli._args import Subparsers
 
 
@@ -42,6 +43,7 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    prefect_server.use_for_this_command()
     from flows.snapshot import snapshot
 
     result = snapshot(
