@@ -1,7 +1,7 @@
 """Run the benchmarks and write bench/results.md. Use bench/run, which sets the host up first.
 
 Usage: python -m bench.main [--mem MiB] [--disk MiB] [--reps N] [--archive MiB] [--rss MiB,MiB,...]
-                    [--only snapshot,restore,s3,cli,archive,rss] [--out bench/results.md]
+                    [--only snapshot,restore,s3,cli,migrate,archive,rss] [--out bench/results.md]
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from bench.common import MIB, Params, Table
 from bench.report import write
 from tests.servers import moto_server
 
-ALL = ("snapshot", "restore", "s3", "cli", "archive", "rss")
+ALL = ("snapshot", "restore", "s3", "cli", "migrate", "archive", "rss")
 
 
 def parse() -> tuple[Params, set[str], Path]:
@@ -64,7 +64,7 @@ def signing_keys(folder: Path) -> None:
 def container_benches(p: Params, only: set[str], tables: list[Table]) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
-    from bench import cli_rows, restores, s3bench, snapshots
+    from bench import cli_rows, migration, restores, s3bench, snapshots
     from bench import tables as t
     from bench.common import IMAGE, bench_host
 
@@ -87,6 +87,9 @@ def container_benches(p: Params, only: set[str], tables: list[Table]) -> None:
         if "cli" in only:
             print("tiny container through the CLI (8) ...", flush=True)
             tables.append(t.cli_table(cli_rows.run(host, p, IMAGE)))
+        if "migrate" in only:
+            print("migration downtime (9) ...", flush=True)
+            tables.append(t.migration_table(migration.run(host, p)))
 
 
 def sample_load(every_s: float = 5.0) -> list[float]:
@@ -112,7 +115,7 @@ def main() -> None:
     started = time.monotonic()
     tables: list[Table] = []
     load = sample_load()
-    if only & {"snapshot", "restore", "s3", "cli"}:
+    if only & {"snapshot", "restore", "s3", "cli", "migrate"}:
         container_benches(p, only, tables)
     if "archive" in only:
         from bench import archive_stage

@@ -79,4 +79,7 @@ def write(path: Path, p: Params, tables: list[Table], wall: float, load: list[fl
         "order between repetitions. Ratio = ferry / baseline (times, sizes, throughput; for peak RSS: "
         f"relative to the smallest size).\n\n{machine()}\n\n{params}\n\n" + "\n".join(_fmt(t) for t in tables)
     )
+    bounds = Path(__file__).with_name("bounds.md")  # hand-written analysis of the missed targets
+    if bounds.exists():
+        text += "\n" + bounds.read_text()
     path.write_text(text)

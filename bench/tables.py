@@ -5,6 +5,7 @@ from __future__ import annotations
 from bench.archive_stage import ArchiveData
 from bench.cli_rows import CliData
 from bench.common import MIB, Row, Table, median, mib, secs
+from bench.migration import MigrationData
 from bench.restores import RestoreData
 from bench.rss import RssResult
 from bench.s3bench import S3Data
@@ -111,4 +112,15 @@ def cli_table(d: CliData) -> Table:
         _abs_row("`ferry snapshot` (stop mode)", d.podman_checkpoint, d.ferry_snapshot, 1.5),
         _abs_row("`ferry restore`", d.podman_restore, d.ferry_restore, 1.5),
         Row("`ferry verify` (no flow, no Prefect import)", "—", secs(d.ferry_verify), None, "report", None),
+    ])  # fmt: skip
+
+
+def migration_table(d: MigrationData) -> Table:
+    return Table("9. Migration downtime (tiny container, two hosts' Prefect workers)", "ferry: the `ferry-migrate` "
+                 "deployment (prefect.yaml) on a real Prefect server, one process worker per host with Prefect's "
+                 "default worker settings, a `file://` store; after an uncounted warm-up migration. Baseline: "
+                 "`podman container checkpoint --export` on the source, `podman container restore --import` on "
+                 "the target. Downtime: Podman's checkpoint event on the source to its restore event on the target.", [
+        _ratio_row("downtime", d.manual, d.ferry, 3.0),
+        Row("whole migration run (ferry, report)", "—", secs(d.ferry_total), None, "report", None),
     ])  # fmt: skip

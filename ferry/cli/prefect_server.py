@@ -22,11 +22,8 @@ import hashlib
 import json
 import os
 import signal
-import socket
 import sys
 import time
-import urllib.error
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -84,6 +81,9 @@ def _locked(path: Path) -> Iterator[None]:
 
 
 def _healthy(url: str) -> bool:
+    import urllib.error  # here, not at the top: every ferry command imports this module
+    import urllib.request
+
     try:
         with urllib.request.urlopen(f"{url}/api/health", timeout=5) as r:  # noqa: S310 - http://127.0.0.1 only
             return bool(r.status == 200)
@@ -109,6 +109,8 @@ def recorded(path: Path) -> Server | None:
 
 
 def _free_port() -> int:
+    import socket
+
     with socket.socket() as s:
         try:
             s.bind(("127.0.0.1", PREFERRED_PORT))
