@@ -99,6 +99,15 @@ def _alive(pid: int) -> bool:
     return b"prefect" in b" ".join(cmdline) and b"server" in cmdline
 
 
+def _exited(child: int) -> bool:
+    """Whether the server this process just started has exited (it is our child: its
+    /proc cmdline may still be ours until it has exec'd, so :func:`_alive` cannot tell yet)."""
+    try:
+        return os.waitpid(child, os.WNOHANG)[0] != 0
+    except ChildProcessError:
+        return True
+
+
 def recorded(path: Path) -> Server | None:
     """The server recorded in ``path``, if it still runs and answers."""
     try:
@@ -137,7 +146,7 @@ def _start(path: Path, home: str) -> Server:
     server = Server(pid, url, home, str(log))
     deadline = time.monotonic() + STARTUP_S
     while not _healthy(url):
-        if not _alive(pid) or time.monotonic() > deadline:
+        if _exited(pid) or time.monotonic() > deadline:
             stop_pid(pid)
             tail = log.read_text(errors="replace")[-1500:] if log.exists() else ""
             raise PrefectServerError(

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ferry.cli import prefect_server
 from ferry.cli._args import Subparsers, allow_unsigned
 from ferry.errors import UsageError
 
@@ -86,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     restore_options("restore", **network)  # a usage error before any flow run starts
     if args.timeout is not None and args.timeout < 1:
         raise UsageError(f"--timeout {args.timeout}: give a number of seconds, 1 or more.")
-    prefect_server.use_for_this_command()
+    from ferry.cli.prefect_server import use_for_this_command
+
+    use_for_this_command()
     result = restore(
         args.archive,
         name=args.name,

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ferry.cli import prefect_server
 from ferry.cli._args import Subparsers
 
 
@@ -43,7 +42,9 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    prefect_server.use_for_this_command()
+    from ferry.cli.prefect_server import use_for_this_command
+
+    use_for_this_command()
     from flows.snapshot import snapshot
 
     result = snapshot(
