@@ -13,6 +13,8 @@ import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
+from tests.archive_forge import real_config, real_spec
+
 CHUNK = 32 << 20
 POOL = 16 << 20
 WORDS = [
@@ -44,8 +46,9 @@ WORDS = [
 ]
 SMALL = {
     "checkpoint/inventory.img": b"inventory",
-    "config.dump": json.dumps({"name": "bench", "rootfsImageID": "f" * 64, "rootfsImageName": "bench"}).encode(),
-    "spec.dump": b"{}",
+    # a real Podman 4.3.1 export's config and spec (verify rebuilds both, as a restore does)
+    "config.dump": json.dumps(real_config(name="bench", rootfsImageName="bench")).encode(),
+    "spec.dump": json.dumps(real_spec()).encode(),
 }
 
 

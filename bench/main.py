@@ -1,7 +1,7 @@
 """Run the benchmarks and write bench/results.md. Use bench/run, which sets the host up first.
 
 Usage: python -m bench.main [--mem MiB] [--disk MiB] [--reps N] [--archive MiB] [--rss MiB,MiB,...]
-                    [--only snapshot,restore,s3,archive,rss] [--out bench/results.md]
+                    [--only snapshot,restore,s3,cli,migrate,archive,rss] [--out bench/results.md]
 """
 
 from __future__ import annotations
@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import threading
 import time
 from pathlib import Path
 
@@ -16,7 +17,7 @@ from bench.common import MIB, Params, Table
 from bench.report import write
 from tests.servers import moto_server
 
-ALL = ("snapshot", "restore", "s3", "archive", "rss")
+ALL = ("snapshot", "restore", "s3", "cli", "migrate", "archive", "rss")
 
 
 def parse() -> tuple[Params, set[str], Path]:
@@ -63,9 +64,9 @@ def signing_keys(folder: Path) -> None:
 def container_benches(p: Params, only: set[str], tables: list[Table]) -> None:
     from prefect.testing.utilities import prefect_test_harness
 
-    from bench import restores, s3bench, snapshots
+    from bench import cli_rows, migration, restores, s3bench, snapshots
     from bench import tables as t
-    from bench.common import bench_host
+    from bench.common import IMAGE, bench_host
 
     with prefect_test_harness(server_startup_timeout=180), bench_host(p.work, p.hog) as host:
         os.environ["FERRY_PODMAN"] = host.env_value
@@ -83,6 +84,26 @@ def container_benches(p: Params, only: set[str], tables: list[Table]) -> None:
                 s3.make_bucket(s3bench.BUCKET)
                 options = {"client_kwargs": {"endpoint_url": s3.endpoint, "region_name": "us-east-1"}}
                 tables.append(t.s3_table(s3bench.run(host, p, options)))
+        if "cli" in only:
+            print("tiny container through the CLI (8) ...", flush=True)
+            tables.append(t.cli_table(cli_rows.run(host, p, IMAGE)))
+        if "migrate" in only:
+            print("migration downtime (9) ...", flush=True)
+            tables.append(t.migration_table(migration.run(host, p)))
+
+
+def sample_load(every_s: float = 5.0) -> list[float]:
+    """The 1-minute load average, sampled every few seconds for the rest of the run (the machine
+    may be shared: results.md says so)."""
+    samples = [os.getloadavg()[0]]
+
+    def loop() -> None:
+        while True:
+            time.sleep(every_s)
+            samples.append(os.getloadavg()[0])
+
+    threading.Thread(target=loop, daemon=True).start()
+    return samples
 
 
 def main() -> None:
@@ -93,7 +114,8 @@ def main() -> None:
     signing_keys(p.work / "keys")
     started = time.monotonic()
     tables: list[Table] = []
-    if only & {"snapshot", "restore", "s3"}:
+    load = sample_load()
+    if only & {"snapshot", "restore", "s3", "cli", "migrate"}:
         container_benches(p, only, tables)
     if "archive" in only:
         from bench import archive_stage
@@ -111,7 +133,7 @@ def main() -> None:
             options = {"client_kwargs": {"endpoint_url": s3.endpoint, "region_name": "us-east-1"}}
             tables.append(t.rss_table(rss.run(p, "s3://ferry-rss/rss", options)))
     tables.sort(key=lambda table: table.title)
-    write(out, p, tables, time.monotonic() - started)
+    write(out, p, tables, time.monotonic() - started, load)
     shutil.rmtree(p.work, ignore_errors=True)
     print(f"wrote {out}")
 

@@ -2,7 +2,7 @@
 
 Each size runs in a fresh child process, as the snapshot and restore flows do: archive stage
 streaming into a moto S3 store (tasks.archive.build_archive with the store URL) -> upload
-(tasks.upload.upload, which publishes the sidecar) -> download (tasks.download.download) ->
+(tasks.publish.publish, which signs and writes the sidecar) -> download (tasks.download.download) ->
 verify (tasks.verify.verify). The child reports its VmHWM after each stage.
 """
 
@@ -44,6 +44,7 @@ def child(dump_tar: Path, store: str, options: dict[str, Any]) -> None:
     from bench.archive_stage import INFO
     from ferry.archive.manifest import Source
     from ferry.runtime import CheckpointStats
+    from storage.ref import StoreRef
     from tasks.archive import build_archive
     from tasks.download import download
     from tasks.dump import DumpResult
@@ -53,14 +54,15 @@ def child(dump_tar: Path, store: str, options: dict[str, Any]) -> None:
     from tasks.verify import verify
 
     hwm["imports"] = vm_hwm_kib()
+    ref = StoreRef(store, options)
     dumped = DumpResult(dump_tar, False, CheckpointStats(), "2026-01-01T00:00:00Z", "2026-01-01T00:00:00Z")
     start = time.perf_counter()
-    archive = build_archive(Subject(INFO, Source()), dumped, DiffResult(None, None, 0, 0, 0), "zstd", store, options)
+    archive = build_archive(Subject(INFO, Source()), dumped, DiffResult(None, None, 0, 0, 0), "zstd", ref)
     dump_tar.unlink()
     seconds["archive"], hwm["archive"] = time.perf_counter() - start, vm_hwm_kib()
-    url = publish(archive, store, options)
+    url = publish(archive, ref)
     seconds["publish"], hwm["publish"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
-    fetched = download(url, dump_tar.parent, options)
+    fetched = download(url, dump_tar.parent, ref)
     seconds["download"], hwm["download"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
     verify(fetched)
     fetched.path.unlink()

@@ -16,6 +16,7 @@ import flows.snapshot as snapshot_flow
 from bench.common import BenchHost, Params, timed, unique
 from ferry.report import Timings
 from ferry.staging import new_run_dir, remove_run_dir
+from storage.ref import StoreRef
 from tasks.archive import build_archive
 from tasks.dump import dump
 from tasks.freeze import frozen
@@ -68,8 +69,9 @@ def plain_snapshot(name: str, store: str) -> tuple[Timings, float]:
     cgroup-frozen window (freeze to thaw) in ms."""
     t = Timings()
     staging = new_run_dir("snapshot", name)
+    ref = StoreRef(store)
     with t("inspect"):
-        subject = inspect(name, store)
+        subject = inspect(name, ref)
     with frozen(subject.info):
         frozen_at = time.perf_counter()
         with t("rootfs-diff"):
@@ -78,9 +80,9 @@ def plain_snapshot(name: str, store: str) -> tuple[Timings, float]:
             dumped = dump(subject.info, staging, leave_running=False)
     window = (time.perf_counter() - frozen_at) * 1000
     with t("archive"):
-        archive = build_archive(subject, dumped, diff)
+        archive = build_archive(subject, dumped, diff, "zstd", ref)
     with t("publish"):
-        publish(archive, store)
+        publish(archive, ref)
     remove_run_dir(staging)
     return t, window
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 from bench.archive_stage import ArchiveData
+from bench.cli_rows import CliData
 from bench.common import MIB, Row, Table, median, mib, secs
+from bench.migration import MigrationData
 from bench.restores import RestoreData
 from bench.rss import RssResult
 from bench.s3bench import S3Data
@@ -94,3 +96,31 @@ def rss_table(results: list[RssResult]) -> Table:
                         peak / first, "<= 200 MiB, flat", peak <= 200 * 1024))  # fmt: skip
     return Table("6. Peak RSS (archive -> upload to moto S3 -> download -> verify, one process)",
                  "Ratio: peak relative to the smallest size (flat = 1.0x).", rows)  # fmt: skip
+
+
+def _abs_row(label: str, base: list[float], ferry: list[float], limit_s: float) -> Row:
+    ratio = median(ferry) / median(base)
+    return Row(label, secs(base), secs(ferry), ratio, f"<= {limit_s:g} s", median(ferry) <= limit_s)
+
+
+def cli_table(d: CliData) -> Table:
+    return Table("8. Tiny container through the CLI", "A busybox `sleep` container; each command a fresh `ferry` "
+                 "process in README's default mode (no PREFECT_API_URL: the CLI's local background Prefect server, "
+                 "started by an uncounted warm-up). Baselines: `podman container checkpoint --export --compress "
+                 "zstd` and `podman container restore --import` of an identical container. The target is "
+                 "absolute (ratio shown for reference).", [
+        _abs_row("`ferry snapshot` (stop mode)", d.podman_checkpoint, d.ferry_snapshot, 1.5),
+        _abs_row("`ferry restore`", d.podman_restore, d.ferry_restore, 1.5),
+        Row("`ferry verify` (no flow, no Prefect import)", "—", secs(d.ferry_verify), None, "report", None),
+    ])  # fmt: skip
+
+
+def migration_table(d: MigrationData) -> Table:
+    return Table("9. Migration downtime (tiny container, two hosts' Prefect workers)", "ferry: the `ferry-migrate` "
+                 "deployment (prefect.yaml) on a real Prefect server, one process worker per host with Prefect's "
+                 "default worker settings, a `file://` store; after an uncounted warm-up migration. Baseline: "
+                 "`podman container checkpoint --export` on the source, `podman container restore --import` on "
+                 "the target. Downtime: Podman's checkpoint event on the source to its restore event on the target.", [
+        _ratio_row("downtime", d.manual, d.ferry, 3.0),
+        Row("whole migration run (ferry, report)", "—", secs(d.ferry_total), None, "report", None),
+    ])  # fmt: skip

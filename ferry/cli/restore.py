@@ -84,6 +84,9 @@ def run(args: argparse.Namespace) -> int:
 
     archive = source(args)
     chosen = network(args)
+    from ferry.cli.prefect_server import use_for_this_command
+
+    use_for_this_command()
     from flows.restore import restore
 
     result = restore(

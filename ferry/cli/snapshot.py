@@ -34,6 +34,9 @@ def run(args: argparse.Namespace) -> int:
     from ferry.humanize import size
 
     to = store_url(args.store, "--to URL")
+    from ferry.cli.prefect_server import use_for_this_command
+
+    use_for_this_command()
     from flows.snapshot import snapshot
 
     result = snapshot(

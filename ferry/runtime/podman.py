@@ -25,7 +25,7 @@ from ferry.errors import (
     RuntimeCommandError,
 )
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, DumpOptions, RestoreOptions
-from ferry.runtime import freezer, tools
+from ferry.runtime import freezer, host_cache, tools
 from ferry.runtime.model import Changes, CheckpointStats, ContainerInfo, Mount, stats_of
 from ferry.runtime.process import Completed, run, tail
 from ferry.runtime.restore_failure import IDS_IN_PATH, NewContainers, clean, log_excerpt, read_log, restore_hints
@@ -290,7 +290,7 @@ class Podman:
     def _container_dirs(self) -> list[Path]:
         """This store's per-container directories (graph root and run root)."""
         try:
-            store = self._json(["info", "--format", "json"], what="read podman info").get("store", {})
+            store = self.host_info().get("store", {})
         except RuntimeCommandError:
             return []
         driver = str(store.get("graphDriverName") or "overlay")
@@ -311,16 +311,41 @@ class Podman:
 
     def store_info(self) -> tuple[str, str, str]:
         """(volume path, cgroup manager, OCI runtime name) of this host's Podman."""
-        info = self._json(["info", "--format", "json"], what="read podman info")
+        info = self.host_info()
         store, host = info.get("store") or {}, info.get("host") or {}
         runtime = (host.get("ociRuntime") or {}).get("name") or ""
         return str(store.get("volumePath") or ""), str(host.get("cgroupManager") or ""), str(runtime)
 
+    def host_info(self) -> dict[str, Any]:
+        """The parts of ``podman info`` that describe this Podman's configuration (version, OCI
+        runtime, cgroup manager, store paths), cached on disk until Podman or its configuration
+        changes (:mod:`ferry.runtime.host_cache`); never the parts that change between calls."""
+        value = host_cache.cached("podman-info", self.prefix, self._read_info)
+        return value if isinstance(value, dict) else self._read_info()
+
+    def _read_info(self) -> dict[str, Any]:
+        info = self._json(["info", "--format", "json"], what="read podman info")
+        if not isinstance(info, dict):
+            raise RuntimeCommandError("Cannot read podman info: podman printed no JSON object.")
+        host, store = info.get("host") or {}, info.get("store") or {}
+        return {
+            "version": info.get("version") or {},
+            "host": {k: host.get(k) for k in ("ociRuntime", "cgroupManager", "cgroupVersion")},
+            "store": {k: store.get(k) for k in ("graphDriverName", "graphRoot", "runRoot", "volumePath")},
+        }
+
     def reference_spec(self, workdir: Path) -> dict[str, Any]:
         """The OCI spec this host's Podman generates for a plain container: its default
-        capabilities, seccomp and AppArmor profiles, masked paths and device rules. A throwaway
-        container on an empty root file-system (one empty executable) is created and initialised,
-        never started, and removed again."""
+        capabilities, seccomp and AppArmor profiles, masked paths and device rules; only these
+        host defaults are kept (see :data:`REFERENCE_KEYS`), never what differs per container
+        (its hostname, ids, mounts). Learnt once per Podman configuration (cached on disk,
+        :mod:`ferry.runtime.host_cache`)."""
+        spec = host_cache.cached("reference-spec", self.prefix, lambda: host_defaults(self._reference_spec(workdir)))
+        return spec if isinstance(spec, dict) else host_defaults(self._reference_spec(workdir))
+
+    def _reference_spec(self, workdir: Path) -> dict[str, Any]:
+        """A throwaway container on an empty root file-system (one empty executable) is created
+        and initialised, never started, and removed again; its OCI spec is the answer."""
         root = workdir / "reference-root"
         root.mkdir(parents=True, exist_ok=True)
         (root / "x").touch(mode=0o755)
@@ -380,7 +405,7 @@ class Podman:
     # -- versions / health ------------------------------------------------------------------
 
     def source(self) -> Source:
-        info = self._json(["info", "--format", "json"], what="read podman info")
+        info = self.host_info()
         host = info.get("host", {})
         runtime = host.get("ociRuntime", {})
         runtime_version = (runtime.get("version") or "").splitlines()[:1]
@@ -391,6 +416,34 @@ class Podman:
             podman=str(info.get("version", {}).get("Version", "")),
             runtime=" ".join([runtime.get("name", ""), *runtime_version]).strip(),
         )
+
+
+#: The parts of the reference container's OCI spec that are this host's defaults (what
+#: ferry.archive.rebuild_context.Defaults reads): section -> keys (a dotted key descends).
+REFERENCE_KEYS = {
+    "process": ("capabilities", "apparmorProfile", "selinuxLabel"),
+    "linux": ("maskedPaths", "readonlyPaths", "resources.devices", "seccomp", "mountLabel"),
+}
+
+
+def host_defaults(spec: dict[str, Any]) -> dict[str, Any]:
+    """The host-default parts of an OCI spec (:data:`REFERENCE_KEYS`), nothing per container."""
+    out: dict[str, Any] = {}
+    for section, keys in REFERENCE_KEYS.items():
+        src = spec.get(section)
+        if not isinstance(src, dict):
+            continue
+        dst = out.setdefault(section, {})
+        for key in keys:
+            first, _, rest = key.partition(".")
+            value = src.get(first)
+            if rest:
+                value = value.get(rest) if isinstance(value, dict) else None
+                if value is not None:
+                    dst.setdefault(first, {})[rest] = value
+            elif value is not None:
+                dst[first] = value
+    return out
 
 
 _REFERENCE_LIMITS = (("nofile", resource.RLIMIT_NOFILE), ("nproc", resource.RLIMIT_NPROC))

@@ -88,3 +88,21 @@ def tail(path: str | Path, lines: int = LOG_TAIL_LINES) -> str:
     except OSError:
         return ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def spawn_daemon(argv: list[str], *, log: Path, env: dict[str, str], what: str, install: str = "") -> int:
+    """Start ``argv`` in its own session, detached from this process (stdin from /dev/null,
+    stdout and stderr appended to ``log``), and return its PID without waiting for it: a
+    service meant to outlive the command that started it. Raises
+    :class:`ProgramNotFoundError` when ``argv[0]`` cannot be started."""
+    with log.open("ab") as out:
+        try:
+            proc = subprocess.Popen(
+                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+            )
+        except FileNotFoundError as exc:
+            raise ProgramNotFoundError(
+                f"Cannot {what}: {argv[0]!r} is not installed or not on PATH.{' ' + install if install else ''}",
+                argv=argv,
+            ) from exc
+    return proc.pid
