@@ -64,14 +64,14 @@ class Stack:
         self.cli("--no-prompt", "deploy", "--all", env=self.env(FERRY_HOST=host))
 
     def start_worker(self, host: str, log: Path, **env: str) -> None:
-        out = log.open("ab")
-        proc = subprocess.Popen(
-            [PREFECT, "worker", "start", "--pool", f"ferry-{host}", "--type", "process", "--name", f"worker-{host}"],
-            cwd=ROOT,
-            env=self.env(**env),
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+        with log.open("ab") as out:  # the worker keeps its own copy of the descriptor
+            proc = subprocess.Popen(
+                [PREFECT, "worker", "start", "--pool", f"ferry-{host}", "--type", "process", "--name", f"worker-{host}"],
+                cwd=ROOT,
+                env=self.env(**env),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+            )
         self.processes.append(proc)
         self.workers[host] = (proc, log, env)
 
@@ -93,14 +93,14 @@ def prefect_stack(home: Path) -> Iterator[Stack]:
     stack.api = f"http://127.0.0.1:{port}/api"
     stack.ui = f"http://127.0.0.1:{port}"
     home.mkdir(parents=True, exist_ok=True)
-    log = (home / "server.log").open("wb")
-    server = subprocess.Popen(
-        [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
-        cwd=home,
-        env=quiet_env(PREFECT_HOME=str(home), PREFECT_UI_API_URL=stack.api),
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
+    with (home / "server.log").open("wb") as log:  # the server keeps its own copy of the descriptor
+        server = subprocess.Popen(
+            [PREFECT, "server", "start", "--host", "127.0.0.1", "--port", str(port)],
+            cwd=home,
+            env=quiet_env(PREFECT_HOME=str(home), PREFECT_UI_API_URL=stack.api),
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
     stack.processes.append(server)
     try:
         wait_http(f"{stack.api}/health", timeout=120)
