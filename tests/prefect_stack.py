@@ -65,8 +65,9 @@ class Stack:
 
     def start_worker(self, host: str, log: Path, **env: str) -> None:
         with log.open("ab") as out:  # the worker keeps its own copy of the descriptor
+            argv = [PREFECT, "worker", "start", "--pool", f"ferry-{host}", "--type", "process"]
             proc = subprocess.Popen(
-                [PREFECT, "worker", "start", "--pool", f"ferry-{host}", "--type", "process", "--name", f"worker-{host}"],
+                [*argv, "--name", f"worker-{host}"],
                 cwd=ROOT,
                 env=self.env(**env),
                 stdout=out,
