@@ -21,7 +21,8 @@ from pathlib import Path
 
 from ferry.archive import safejson
 from ferry.errors import IntegrityError, UnsupportedArchiveError, UsageError
-from storage.store import CHUNK, ArchiveStore, translated, url_for_path
+from storage.fsio import CHUNK, translated, url_for_path
+from storage.store import ArchiveStore
 
 IMAGES_DIR = "_images"
 SUFFIX = ".oci.tar.zst"

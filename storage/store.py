@@ -14,7 +14,6 @@ wrapped in :class:`ferry.errors.StoreError`, naming the URL.
 from __future__ import annotations
 
 import contextlib
-import inspect
 import os
 import posixpath
 import uuid
@@ -29,27 +28,30 @@ from typing import Any, BinaryIO
 # endpoints that do not serve it; ferry needs none of it. Must be set before gcsfs is imported.
 os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
-import fsspec
-from fsspec.callbacks import Callback
-from fsspec.implementations.local import LocalFileSystem
 
 from ferry.archive.manifest import Sidecar
 from ferry.errors import (
-    AccessDeniedError,
     ArchiveNotFoundError,
-    FerryError,
     StoreError,
     UnsupportedArchiveError,
     UsageError,
 )
 from ferry.names import file_name
+from storage.fsio import (
+    BLOCK_SIZE,
+    CHUNK,
+    PARTIAL_SUFFIX,
+    ByteCallback,
+    bounded_get,
+    filesystem,
+    is_local,
+    translated,
+    url_for_path,
+)
 
 SIDECAR_SUFFIX = ".ferry.json"
 #: Sidecars `listing` reads at once.
 LISTING_THREADS = 16
-PARTIAL_SUFFIX = ".partial"
-CHUNK = 8 << 20
-BLOCK_SIZE = 8 << 20  # multipart part size: bounded memory, above S3's 5 MiB minimum
 ARCHIVE_SUFFIXES = (".tar.zst", ".tar.gz", ".tar")
 
 
@@ -70,56 +72,11 @@ class BrokenEntry:
     problem: str
 
 
-def _fs(url: str, storage_options: dict[str, Any] | None) -> tuple[fsspec.AbstractFileSystem, str]:
-    if not url:
-        raise UsageError("No store URL given. Use e.g. file:///var/lib/ferry/store or s3://bucket/prefix.")
-    try:
-        fs, path = fsspec.core.url_to_fs(url, **(storage_options or {}))
-    except (ValueError, ImportError) as exc:
-        raise UsageError(f"Cannot use store URL {url!r}: {exc}") from exc
-    return fs, path
-
-
-def is_local(fs: fsspec.AbstractFileSystem) -> bool:
-    """A local file-system (temporary name and rename) rather than an object store."""
-    return isinstance(fs, LocalFileSystem)
-
-
-def url_for_path(fs: fsspec.AbstractFileSystem, path: str) -> str:
-    return str(fs.unstrip_protocol(path))
-
-
-@contextlib.contextmanager
-def translated(action: str, url: str, *, wraps_caller: bool = False) -> Iterator[None]:
-    """Translate storage errors for ``url``. With ``wraps_caller`` (a context manager that
-    yields to its caller), only ``OSError`` is translated: the caller's own exceptions pass."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except FileNotFoundError as exc:
-        raise ArchiveNotFoundError(f"Cannot {action}: {url} does not exist.") from exc
-    except PermissionError as exc:
-        raise AccessDeniedError(
-            f"Cannot {action} {url}: permission denied. Check the credentials and the bucket/directory permissions."
-        ) from exc
-    except OSError as exc:
-        raise StoreError(f"Cannot {action} {url}: {exc}") from exc
-    except FerryError:
-        raise
-    except Exception as exc:
-        if wraps_caller:
-            raise
-        # Backends raise their own types too (gcsfs's HttpError, botocore's); at this boundary
-        # any of them is a storage failure, reported with the URL and never with credentials.
-        raise StoreError(f"Cannot {action} {url}: {type(exc).__name__}: {exc}") from exc
-
-
 class ArchiveStore:
     def __init__(self, url: str, storage_options: dict[str, Any] | None = None) -> None:
         self.url = url.rstrip("/")
         self.storage_options = storage_options or {}
-        self.fs, self.root = _fs(self.url, self.storage_options)
+        self.fs, self.root = filesystem(self.url, self.storage_options)
 
     @property
     def is_local(self) -> bool:
@@ -163,7 +120,7 @@ class ArchiveStore:
             # the final call of a multipart/resumable upload), and put_file sends large files'
             # parts in parallel and aborts the upload on error.
             with translated("upload the archive to", url):
-                self.fs.put_file(str(local), posixpath.join(self.root, key), callback=_ByteCallback(on_bytes))
+                self.fs.put_file(str(local), posixpath.join(self.root, key), callback=ByteCallback(on_bytes))
         self.commit_sidecar(key, sidecar)
         return url
 
@@ -342,19 +299,10 @@ class ArchiveStore:
 
     def delete(self, archive_url: str) -> None:
         """Sidecar first: the archive stops counting as complete before its bytes go."""
-        _, path = _fs(archive_url, self.storage_options)
+        _, path = filesystem(archive_url, self.storage_options)
         with translated("delete", archive_url):
             self.fs.rm_file(path + SIDECAR_SUFFIX)
             self.fs.rm_file(path)
-
-
-def _bounded_get(fs: fsspec.AbstractFileSystem) -> dict[str, int]:
-    """Concurrent ranged downloads, but a bounded number of bounded parts in memory at once
-    (s3fs's defaults hold 10 parts of 50 MiB)."""
-    params = inspect.signature(getattr(fs, "_get_file", fs.get_file)).parameters
-    if "max_concurrency" in params and "chunksize" in params:
-        return {"chunksize": BLOCK_SIZE, "max_concurrency": 4}
-    return {}
 
 
 class _StoreWriter:
@@ -372,26 +320,13 @@ class _StoreWriter:
         """Parts go out as they fill; nothing to force here."""
 
 
-class _ByteCallback(Callback):  # type: ignore[misc]
-    """fsspec's transfer callback, forwarding byte counts (for progress artifacts)."""
-
-    def __init__(self, on_bytes: Callable[[int], None] | None) -> None:
-        super().__init__()
-        self._on_bytes = on_bytes
-
-    def relative_update(self, inc: int = 1) -> None:
-        super().relative_update(inc)
-        if self._on_bytes:
-            self._on_bytes(inc)
-
-
 def _created(entry: Entry) -> datetime:
     return datetime.fromisoformat(entry.sidecar.manifest.created.replace("Z", "+00:00"))
 
 
 def read_sidecar(archive_url: str, storage_options: dict[str, Any] | None = None) -> Sidecar | None:
     """The sidecar of an archive, or None for an archive without one (a Podman export)."""
-    fs, path = _fs(archive_url, storage_options)
+    fs, path = filesystem(archive_url, storage_options)
     with translated("read", archive_url):
         if not fs.exists(path):
             raise ArchiveNotFoundError(f"There is no archive at {archive_url}.")
@@ -402,7 +337,7 @@ def read_sidecar(archive_url: str, storage_options: dict[str, Any] | None = None
 
 @contextlib.contextmanager
 def open_archive(archive_url: str, storage_options: dict[str, Any] | None = None) -> Iterator[BinaryIO]:
-    fs, path = _fs(archive_url, storage_options)
+    fs, path = filesystem(archive_url, storage_options)
     with translated("read", archive_url, wraps_caller=True), fs.open(path, "rb", block_size=CHUNK) as f:
         yield f
 
@@ -416,7 +351,7 @@ def download(
     """Copy an archive to a local file (atomically: a .partial name, then rename). Object stores
     use the backend's own get_file, which fetches ranges concurrently."""
     tmp = dest.with_name(dest.name + PARTIAL_SUFFIX)
-    fs, path = _fs(archive_url, storage_options)
+    fs, path = filesystem(archive_url, storage_options)
     try:
         if is_local(fs):
             with open_archive(archive_url, storage_options) as src, tmp.open("wb") as out:
@@ -426,7 +361,7 @@ def download(
                         on_bytes(len(chunk))
         else:
             with translated("download", archive_url):
-                fs.get_file(path, str(tmp), callback=_ByteCallback(on_bytes), **_bounded_get(fs))
+                fs.get_file(path, str(tmp), callback=ByteCallback(on_bytes), **bounded_get(fs))
         tmp.replace(dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

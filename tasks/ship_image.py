@@ -13,9 +13,9 @@ from prefect import task
 from ferry import progress
 from ferry.archive.compression import compressing
 from ferry.runtime import Runtime, current
+from storage.fsio import CHUNK
 from storage.images import find_image, image_url, put_image
 from storage.ref import StoreRef
-from storage.store import CHUNK
 from tasks.inspect import Subject
 
 

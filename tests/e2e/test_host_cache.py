@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from ferry.runtime import host_cache
-from ferry.runtime.podman import Podman, host_defaults
+from ferry.runtime.host_settings import host_defaults
+from ferry.runtime.podman import Podman
 from tests.helpers import Host
 
 pytestmark = [pytest.mark.root, pytest.mark.podman]
