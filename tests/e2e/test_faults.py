@@ -60,6 +60,10 @@ def cli(host: Host, prefect_harness: None, tmp_path: Path):  # type: ignore[no-u
         assert proc.poll() is None, proc.communicate()
         os.kill(proc.pid, signal.SIGKILL)
         proc.wait()
+        # Not communicate(): a process the killed one started may still hold the pipes' write ends.
+        for pipe in (proc.stdout, proc.stderr):
+            if pipe is not None:
+                pipe.close()
 
     start.run = run  # type: ignore[attr-defined]
     start.kill_when_hanging = kill_when_hanging  # type: ignore[attr-defined]
@@ -105,8 +109,7 @@ def test_kill_while_frozen_then_rerun_thaws_and_completes(host: Host, cli, tmp_p
     wait_for(lambda: Path(f"{tmp_path}/faults.hanging").exists(), what="the dump hang point")
     second = cli.run("snapshot", "app", "--to", store, "--leave-running")
     assert second.returncode == 1 and "Another ferry run" in second.stderr, second.stderr
-    os.kill(first.pid, signal.SIGKILL)
-    first.wait()
+    cli.kill_when_hanging(first)
     assert _stopped_counting(host, "app"), "the container should still be frozen by the killed run"
 
     rerun = cli.run("snapshot", "app", "--to", store, "--leave-running")

@@ -95,7 +95,8 @@ def ferry_on_a_terminal(env: dict[str, str], *args: str) -> TerminalRun:
         run.chunks.append((running, data.decode(errors="replace")))
     os.close(leader)
     assert proc.stdout is not None
-    run.stdout = proc.stdout.read().decode()
+    with proc.stdout:
+        run.stdout = proc.stdout.read().decode()
     run.returncode = proc.wait(timeout=60)
     return run
 
