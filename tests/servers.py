@@ -99,6 +99,7 @@ class FlakyProxy:
         self._server.listen(64)
         self.port = int(self._server.getsockname()[1])
         self._closed = False
+        self._open: set[socket.socket] = set()
         threading.Thread(target=self._accept, daemon=True).start()
 
     @property
@@ -108,6 +109,12 @@ class FlakyProxy:
     def close(self) -> None:
         self._closed = True
         self._server.close()
+        with self._lock:
+            left, self._open = list(self._open), set()
+        for s in left:  # connections a client kept alive: their pumps end on the error
+            with suppress(OSError):
+                s.shutdown(socket.SHUT_RDWR)
+            s.close()
 
     def _accept(self) -> None:
         import threading
@@ -118,7 +125,9 @@ class FlakyProxy:
             except OSError:
                 return
             upstream = socket.create_connection(("127.0.0.1", self.target_port))
-            state = {"up": 0, "down": 0, "dead": False}
+            with self._lock:
+                self._open.update((client, upstream))
+            state = {"up": 0, "down": 0, "dead": False, "ended": 0}
             for src, dst, way in ((client, upstream, "up"), (upstream, client, "down")):
                 threading.Thread(target=self._pump, args=(src, dst, way, state, client, upstream), daemon=True).start()
 
@@ -148,6 +157,14 @@ class FlakyProxy:
             for s in (src, dst):
                 with suppress(OSError):
                     s.shutdown(socket.SHUT_RDWR)
+            with self._lock:
+                state["ended"] = int(state["ended"]) + 1  # type: ignore[call-overload]
+                last = state["ended"] == 2
+                if last:
+                    self._open.difference_update((client, upstream))
+            if last:  # both directions are done: the connection's sockets are closed, not left to GC
+                for s in (client, upstream):
+                    s.close()
 
     def _take_drop(self) -> bool:
         with self._lock:
