@@ -16,6 +16,7 @@ def register(sub: Subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ferry import progress
     from ferry.humanize import size
     from ferry.verification import verify_source
     from storage.options import resolve
@@ -23,8 +24,9 @@ def run(args: argparse.Namespace) -> int:
 
     options = resolve(None)
     sidecar = read_sidecar(args.archive, options)
-    with open_archive(args.archive, options) as f:
-        report, signature = verify_source(f, sidecar, args.allow_unverified, args.allow_unsigned)
+    total = sidecar.size if sidecar is not None else None
+    with progress.stage("verify", total=total, streams=True) as stage, open_archive(args.archive, options) as f:
+        report, signature = verify_source(stage.reader(f), sidecar, args.allow_unverified, args.allow_unsigned)
     if args.json:
         emit(
             {

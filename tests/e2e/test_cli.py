@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -50,6 +51,9 @@ def test_snapshot_ls_verify_restore(host: Host, cli_env: dict[str, str], tmp_pat
     checked = ferry(cli_env, "verify", url)
     assert checked.returncode == 0, checked.stderr
     assert "verified against its manifest" in checked.stdout
+    # progress on stderr (a pipe here: a plain line as the stage starts and one as it ends)
+    started, ended = checked.stderr.splitlines()[:2]
+    assert started.startswith("verify started, ") and re.fullmatch(r"verify \S+ \S+ \S+ s .*/s", ended), checked.stderr
     assert "signed by ferry@tests" in checked.stdout and "UNSIGNED" not in snap.stderr + checked.stdout
 
     inspected = ferry(cli_env, "inspect", url, "--json")
