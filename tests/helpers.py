@@ -43,6 +43,16 @@ def build_rootfs_tar(dest: Path) -> Path:
     return out
 
 
+def linked_rootfs_tar(dest: Path) -> Path:
+    """The tiny image root plus ``/data/link -> /``: an image whose own symlink leads out of it."""
+    out = build_rootfs_tar(dest)
+    link = tarfile.TarInfo("./data/link")
+    link.type, link.linkname = tarfile.SYMTYPE, "/"
+    with tarfile.open(out, "a") as tar:
+        tar.addfile(link)
+    return out
+
+
 @dataclass
 class Host:
     """A separate Podman store (--root/--runroot) standing for one host."""

@@ -12,7 +12,6 @@ import re
 import shutil
 import subprocess
 import sys
-import tarfile
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,7 @@ from flows.restore import restore
 from flows.snapshot import snapshot
 from storage.store import open_archive, read_sidecar
 from tests import hostile_corpus as hc
-from tests.helpers import IMAGE, Host, build_rootfs_tar
+from tests.helpers import IMAGE, Host, linked_rootfs_tar
 
 pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu, pytest.mark.usefixtures("prefect_harness")]
 
@@ -54,15 +53,6 @@ class Lab:
         return self.host.names(), images, hc.tree_state(self.sentinel)
 
 
-def _linked_rootfs_tar(dest: Path) -> Path:
-    out = build_rootfs_tar(dest)
-    link = tarfile.TarInfo("./data/link")
-    link.type, link.linkname = tarfile.SYMTYPE, "/"
-    with tarfile.open(out, "a") as tar:
-        tar.addfile(link)
-    return out
-
-
 def _base(host: Host, name: str, image: str, store: Path) -> hc.Unpacked:
     host.run_workload(name, image)
     result = snapshot(name, f"file://{store}", leave_running=True)
@@ -85,7 +75,7 @@ def lab(
             mp.setenv("FERRY_PODMAN", host.env_value)
             mp.setenv("FERRY_STAGING", str(work / "staging"))
             host.podman("import", str(rootfs_tar), IMAGE)
-            host.podman("import", str(_linked_rootfs_tar(work / "link-image")), LINK_IMAGE)
+            host.podman("import", str(linked_rootfs_tar(work / "link-image")), LINK_IMAGE)
             bases = {
                 "plain": _base(host, "app", IMAGE, work / "seed"),
                 "link": _base(host, "linked", LINK_IMAGE, work / "seed"),

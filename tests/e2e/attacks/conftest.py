@@ -8,7 +8,6 @@ import hashlib
 import os
 import shutil
 import subprocess
-import tarfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -28,16 +27,7 @@ from tests.e2e.attacks.exploits import (
     VOLUME,
     WORKLOAD_CMD,
 )
-from tests.helpers import IMAGE, ULIMITS, Host, build_rootfs_tar, wait_for
-
-
-def _linked_rootfs_tar(dest: Path) -> Path:
-    out = build_rootfs_tar(dest)
-    link = tarfile.TarInfo("./data/link")
-    link.type, link.linkname = tarfile.SYMTYPE, "/"
-    with tarfile.open(out, "a") as tar:
-        tar.addfile(link)
-    return out
+from tests.helpers import IMAGE, ULIMITS, Host, linked_rootfs_tar, wait_for
 
 
 def _copy_image(src: Host, dst: Host, image: str, work: Path) -> None:
@@ -62,7 +52,7 @@ def lab(
     attacks.mkdir()
     try:
         source.podman("import", str(rootfs_tar), IMAGE)
-        source.podman("import", str(_linked_rootfs_tar(work / "link-image")), LINK_IMAGE)
+        source.podman("import", str(linked_rootfs_tar(work / "link-image")), LINK_IMAGE)
         for image in (IMAGE, LINK_IMAGE):
             _copy_image(source, target, image, work)
         secret = work / "secret"
