@@ -116,6 +116,10 @@ class MigrationFailed(FerryError):
     area = "migrate"
 
 
+class HandoffAborted(MigrationFailed):
+    """A migration was called off while the target's restore waited for the archive."""
+
+
 class NightlyFailed(FerryError):
     """The nightly flow snapshotted some containers but not all."""
 

@@ -83,6 +83,26 @@ def markdown(title: str, body: str, key: str) -> None:
         log.warning("could not publish the %s artifact: %s", key, exc)
 
 
+#: The description of the link artifact a migration leaves: ``ferry migrate`` reads the archive's URL from it.
+ARCHIVE_LINK = "The archive the container was migrated with"
+
+
+def link(url: str, description: str) -> None:
+    if not _in_run():
+        return
+    from prefect.artifacts import create_link_artifact
+
+    try:
+        create_link_artifact(link=url, link_text=url, description=description)
+    except Exception as exc:  # artifacts never fail a run
+        log.warning("could not publish the %s link artifact: %s", description, exc)
+
+
+def linked_url(data: str) -> str:
+    """The URL in a link artifact's data (``[text](url)``)."""
+    return data.rsplit("](", 1)[1][:-1] if data.endswith(")") and "](" in data else ""
+
+
 def table(rows: list[dict[str, Any]], key: str, description: str) -> None:
     if not _in_run():
         return

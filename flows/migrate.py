@@ -4,6 +4,11 @@ Each host runs a Prefect worker on its own work pool with ferry's deployments na
 host (``ferry-snapshot/<host>``, ``ferry-restore/<host>``, ``ferry-source/<host>``). The archive
 in the object store is the hand-off. If anything after the dump fails, the container is
 restored on the source host: a migration never loses a container.
+
+The target's restore is started first and gets ready (:mod:`tasks.handoff`) while the container
+still runs on the source; the source's snapshot starts only once the target waits, ready, and
+hands it the archive's URL as soon as it is published. A target that cannot get ready (its worker
+down, the name taken there) fails the migration before anything is stopped.
 """
 
 from __future__ import annotations
@@ -13,14 +18,16 @@ from typing import Annotated, Any, Literal
 
 from prefect import flow
 from prefect.client.schemas.objects import FlowRun
+from prefect.runtime import flow_run
 from pydantic import Field
 
 from ferry.errors import MigrationFailed
 from ferry.options import restore_options
-from ferry.report import Timings, markdown
+from ferry.report import ARCHIVE_LINK, Timings, link, markdown
 from storage.default import store_url
 from storage.ref import StoreRef
-from tasks.child_runs import ever_ran, run_child, why
+from tasks.child_runs import ever_ran, run_child, start_child, wait_child, why
+from tasks.handoff import ABORT, READY, WAITING, put, state, withdraw
 from tasks.locate import archive_of_run_task
 
 
@@ -92,37 +99,60 @@ def migrate(
     timeout_s = timeout_minutes * 60.0
     store = {"storage_options": storage_options, "storage_secret": storage_secret}
     rollback = {"container": container, "action": "rollback"}
-    with timings("snapshot on source"):
-        snap = run_child(
-            f"ferry-snapshot/{source_host}",
+    token = str(flow_run.get_id() or f"{container}-{time.time_ns()}")
+    put(token, WAITING, container=container)
+    try:  # the hand-off is withdrawn however the migration ends: a restore still waiting gives up
+        target = start_child(
+            f"ferry-restore/{target_host}",
             {
-                "container": container,
-                "to": via,
-                "leave_running": False,
-                "compress": compress,
-                "with_image": with_image,
-                # Connections are always dumped, so the snapshot never fails on them; the restore
-                # on the target decides whether they carry on or are closed.
-                "tcp_established": True,
-                "file_locks": file_locks,
+                "name": new_name,
+                "allow_unsigned": allow_unsigned,
+                "handoff": token,
+                **network,
                 **store,
             },
-            timeout_s,
         )
-    if not _completed(snap):
-        back = None
-        if snap.state is not None and snap.state.is_cancelled() and ever_ran(snap):
-            # Killed while it ran: it may have stopped the container without rolling back.
-            with timings("rollback on source"):
-                back = run_child(f"ferry-source/{source_host}", rollback, timeout_s)
-        raise MigrationFailed(_snapshot_failed(container, source_host, target_host, snap, back, timeout_s))
-    url = archive_of_run_task(StoreRef(via, storage_options, storage_secret), container, str(snap.id))
-    with timings("restore on target"):
-        rest = run_child(
-            f"ferry-restore/{target_host}",
-            {"archive": url, "name": new_name, "allow_unsigned": allow_unsigned, **network, **store},
-            timeout_s,
-        )
+        with timings("target ready"):
+            waiting = wait_child(target, timeout_s, poll_s=0.2, until=lambda: state(token) == READY)
+        if _final(waiting) or state(token) != READY:
+            raise MigrationFailed(_not_ready(container, source_host, target_host, waiting, timeout_s))
+        with timings("snapshot on source"):
+            snap = run_child(
+                f"ferry-snapshot/{source_host}",
+                {
+                    "container": container,
+                    "to": via,
+                    "leave_running": False,
+                    "compress": compress,
+                    "with_image": with_image,
+                    # Connections are always dumped, so the snapshot never fails on them; the restore
+                    # on the target decides whether they carry on or are closed.
+                    "tcp_established": True,
+                    "file_locks": file_locks,
+                    "handoff": token,
+                    **store,
+                },
+                timeout_s,
+            )
+        if not _completed(snap):
+            if state(token) == READY:
+                put(token, ABORT)  # the waiting restore ends without touching anything
+            # Wait for the target either way: had it been handed the archive before the snapshot
+            # run failed, it restores the container, and rolling back here would run it twice.
+            rest = wait_child(target, timeout_s)
+            if not _completed(rest):
+                back = None
+                if snap.state is not None and snap.state.is_cancelled() and ever_ran(snap):
+                    # Killed while it ran: it may have stopped the container without rolling back.
+                    with timings("rollback on source"):
+                        back = run_child(f"ferry-source/{source_host}", rollback, timeout_s)
+                raise MigrationFailed(_snapshot_failed(container, source_host, target_host, snap, back, timeout_s))
+        url = archive_of_run_task(StoreRef(via, storage_options, storage_secret), container, str(snap.id))
+        link(url, ARCHIVE_LINK)
+        with timings("restore on target"):
+            rest = wait_child(target, timeout_s)
+    finally:
+        withdraw(token)
     if not _completed(rest):
         with timings("rollback on source"):
             back = run_child(f"ferry-source/{source_host}", rollback, timeout_s)
@@ -157,6 +187,23 @@ def migrate(
 
 def _completed(run: FlowRun) -> bool:
     return run.state is not None and run.state.is_completed()
+
+
+def _final(run: FlowRun) -> bool:
+    return run.state is not None and run.state.is_final()
+
+
+def _not_ready(container: str, source: str, target: str, run: FlowRun, timeout_s: float) -> str:
+    if _final(run) and run.state is not None and not run.state.is_cancelled():
+        return (
+            f"The restore on {target} could not get ready ({why(run)}), so {container!r} was not stopped: it "
+            f"still runs on {source}."
+        )
+    return (
+        f"The restore on {target} did not get ready within {timeout_s:.0f} s (run {run.id}: {why(run)}); it was "
+        f"cancelled, and {container!r} was not stopped: it still runs on {source}. Is the ferry worker on "
+        f"{target} running?"
+    )
 
 
 def _snapshot_failed(

@@ -1,4 +1,5 @@
-"""Restore flow: [locate] -> download -> verify -> [load image] -> prepare import -> CRIU restore."""
+"""Restore flow: [locate | get ready + await the archive] -> download -> verify -> [load image] -> prepare import
+-> CRIU restore. The second way in is a migration's hand-off (:mod:`tasks.handoff`)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from ferry.staging import new_run_dir, remove_run_dir
 from storage.default import store_url
 from storage.ref import StoreRef, store_of
 from tasks.download import download_task
+from tasks.handoff import await_archive_task, get_ready_task
 from tasks.load_image import load_image_task
 from tasks.locate import locate_task
 from tasks.prepare_import import prepare_import_task
@@ -39,6 +41,7 @@ def restore(
     ignore_static_mac: bool = True,
     publish: list[str] | None = None,
     timeout_seconds: Annotated[int, Field(ge=1)] = DEFAULT_RESTORE_TIMEOUT_S,
+    handoff: str = "",
 ) -> Restored:
     """Restore a container on this host from an archive.
 
@@ -61,6 +64,7 @@ def restore(
         ignore_static_mac: Let the network assign a fresh MAC address instead of the archived one (default: on).
         publish: Publish these ports instead of the archived ones ([[ip:][hostPort]:]containerPort[/protocol]).
         timeout_seconds: Give up on the CRIU restore after this long; what it left is removed.
+        handoff: Set by ferry-migrate, not by hand: get ready, then wait for the archive's URL from the source.
     """
     options = restore_options(
         "restore",
@@ -71,12 +75,17 @@ def restore(
         ignore_static_mac=ignore_static_mac,
         publish=publish,
     )
-    if latest:
-        archive = locate_task(StoreRef(store_url(archive), storage_options, storage_secret), latest)
-    elif not archive.strip():
-        raise UsageError("Name the archive to restore (its URL), or a container with `latest`.")
+    if handoff:
+        staging = new_run_dir("restore", name or "handoff")
+        get_ready_task(handoff, name, staging)
+        archive = await_archive_task(handoff)
+    else:
+        if latest:
+            archive = locate_task(StoreRef(store_url(archive), storage_options, storage_secret), latest)
+        elif not archive.strip():
+            raise UsageError("Name the archive to restore (its URL), or a container with `latest`.")
+        staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
     ref = StoreRef(store_of(archive), storage_options, storage_secret)
-    staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
     fetched = download_task(archive, staging, ref)
     verified = verify_task(fetched, allow_unverified, allow_unsigned)
     load_image_task(verified, ref)

@@ -24,6 +24,7 @@ from storage.ref import StoreRef
 from tasks.archive import ArchiveResult, archive_task
 from tasks.dump import dump_task
 from tasks.freeze import frozen
+from tasks.handoff import hand_over_task
 from tasks.inspect import inspect_task
 from tasks.publish import discard_task, publish_task
 from tasks.rollback import rollback_task
@@ -56,6 +57,7 @@ def snapshot(
     tcp_established: bool = True,
     file_locks: bool = True,
     allow_bind_mounts: bool = False,
+    handoff: str = "",
 ) -> SnapshotResult:
     """Checkpoint one container on this host into a store.
 
@@ -72,6 +74,7 @@ def snapshot(
         tcp_established: Dump established TCP connections (default: on; without it, open connections fail the dump).
         file_locks: Dump file locks (default: on; without it, a held file lock fails the dump).
         allow_bind_mounts: Snapshot a container that bind-mounts host paths; their content is NOT in the archive.
+        handoff: Set by ferry-migrate, not by hand: where to hand the archive's URL to the waiting restore.
     """
     to = store_url(to)
     options = DumpOptions(tcp_established=tcp_established, file_locks=file_locks)
@@ -97,6 +100,8 @@ def snapshot(
                 archive = archive_task(subject, dumped, diff, compress, ref)
             with timings("publish"):
                 url = publish_task(archive, ref)
+            if handoff:
+                hand_over_task(handoff, url)
         except Exception as exc:
             if not leave_running:
                 # The container runs again, so a retry must dump afresh: this run's archive, if

@@ -11,6 +11,7 @@ before the cancellation reached it.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from typing import Any, cast
 
 from prefect.client.orchestration import get_client
@@ -31,6 +32,28 @@ def run_child(name: str, parameters: dict[str, Any], timeout_s: float, poll_s: f
     if run.state is not None and run.state.is_final():
         return run
     return cancel(run, f"ferry-migrate gave up waiting for {name} after {timeout_s:.0f} s", poll_s)
+
+
+def start_child(name: str, parameters: dict[str, Any]) -> FlowRun:
+    """Create a run of deployment ``name`` as a child of the current flow run; do not wait for it."""
+    return cast(FlowRun, run_deployment(name, parameters=parameters, timeout=0))
+
+
+def wait_child(run: FlowRun, timeout_s: float, poll_s: float = 1.0, until: Callable[[], bool] | None = None) -> FlowRun:
+    """Wait for ``run`` to end (or ``until()`` to be true), at most ``timeout_s``; a run still going
+    then is cancelled. Returns the run as it is (final, or not when ``until`` said so)."""
+    deadline = time.monotonic() + timeout_s
+    with get_client(sync_client=True) as client:
+        while True:
+            current = client.read_flow_run(run.id)
+            if current.state is not None and current.state.is_final():
+                return current
+            if until is not None and until():
+                return current
+            if time.monotonic() > deadline:
+                break
+            time.sleep(poll_s)
+    return cancel(current, f"ferry-migrate gave up waiting for it after {timeout_s:.0f} s")
 
 
 def cancel(run: FlowRun, why: str, poll_s: float = 2.0) -> FlowRun:

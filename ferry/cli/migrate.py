@@ -164,16 +164,15 @@ def _report(seen: dict[UUID, str], run: Any, label: str) -> None:
 
 
 def final_archive(run_id: UUID) -> str:
-    """The archive the migration restored: the parameter of its restore run."""
+    """The archive the migration restored: the link artifact the migration leaves."""
     from prefect.client.orchestration import get_client
-    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    from ferry.report import ARCHIVE_LINK, linked_url
 
     with get_client(sync_client=True) as client:
-        children = client.read_flow_runs(
-            flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[run_id]))
-        )
-    for child in children:
-        archive = child.parameters.get("archive")
-        if isinstance(archive, str) and child.state is not None and child.state.is_completed():
-            return archive
+        artifacts = client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id])))
+    for artifact in artifacts:
+        if artifact.description == ARCHIVE_LINK and isinstance(artifact.data, str):
+            return linked_url(artifact.data)
     return ""

@@ -165,6 +165,13 @@ def test_migration_moves_the_container_between_hosts(deployed: Deployed) -> None
     assert any(a.key == "migrate-host1-mover" for a in _artifacts(deployed, run.id))
     snapshot_runs = [c for c in _children(deployed, run.id) if c.name and c.deployment_id]
     assert snapshot_runs, "the migration ran no child deployments"
+    # The target's restore ran, ready and waiting, before the source's snapshot started.
+    restores = [c for c in snapshot_runs if c.parameters.get("handoff") and "leave_running" not in c.parameters]
+    snapshots = [c for c in snapshot_runs if "leave_running" in c.parameters]
+    assert len(restores) == len(snapshots) == 1, [(c.name, c.parameters) for c in snapshot_runs]
+    assert _first_running(deployed, restores[0].id) < _first_running(deployed, snapshots[0].id)
+    with deployed.client() as client:
+        assert not [v.name for v in client.read_variables() if v.name.startswith("ferry-handoff-")]
     kinds = {a.type for c in snapshot_runs for a in _artifacts(deployed, c.id)}
     assert "markdown" in kinds and "progress" in kinds
     # Keys and tags name the host: hosts sharing a server keep separate histories.
@@ -240,8 +247,12 @@ def test_migration_cancels_the_snapshot_it_gave_up_on(deployed: Deployed) -> Non
     children = _children(deployed, run.id)
     seen = [(c.name, c.parameters, c.state_name, c.start_time, c.infrastructure_pid) for c in children]
     snapshots = [c for c in children if "leave_running" in c.parameters]
-    assert len(children) == len(snapshots) == 1, f"{seen}\n{deployed.worker_logs()}"
+    restores = [c for c in children if c.parameters.get("handoff") and "leave_running" not in c.parameters]
+    assert len(children) == 2 and len(snapshots) == len(restores) == 1, f"{seen}\n{deployed.worker_logs()}"
     assert snapshots[0].state.is_cancelled() and not _ever_ran(deployed, snapshots[0].id), snapshots[0].state
+    # The target's restore, ready and waiting on host2, was called off and restored nothing.
+    assert restores[0].state.is_failed() and "called off" in (restores[0].state.message or ""), restores[0].state
+    assert deployed.host2.state("queued") == "absent"
 
     # host1's worker is back and runs what is queued for it: a later run completes, the cancelled one never starts.
     h1.run_workload("after")
@@ -254,6 +265,35 @@ def test_migration_cancels_the_snapshot_it_gave_up_on(deployed: Deployed) -> Non
     before = h1.counter("queued")
     wait_for(lambda: h1.counter("queued") > before + 5, what="the container to keep counting")
     assert ArchiveStore(deployed.store, deployed.options).archives("queued") == []
+
+
+def test_migration_stops_nothing_while_the_target_worker_is_down(deployed: Deployed) -> None:
+    """The target's restore must be ready before the source stops anything: with host2's worker
+    down it never is, the migration gives up, and the container never stopped counting on host1."""
+    h1 = deployed.host1
+    h1.run_workload("stays")
+    deployed.stack.stop_worker("host2")
+    try:
+        run = deployed.run("ferry-migrate/host1", container="stays", target_host="host2", timeout_minutes=1)
+    finally:
+        deployed.stack.restart_worker("host2")
+
+    assert run.state.is_failed(), run.state
+    message = run.state.message or ""
+    assert "did not get ready within 60 s" in message and "was not stopped" in message, message
+    children = _children(deployed, run.id)
+    assert [c.parameters.get("handoff") for c in children] == [str(run.id)], [c.parameters for c in children]
+    assert children[0].state.is_cancelled() and not _ever_ran(deployed, children[0].id), children[0].state
+    assert h1.state("stays") == "running"
+    assert_consecutive_log(h1.exec("stays", "cat", "/data/log"))
+    events = h1.podman("events", "--stream=false", "--format", "{{.Status}} {{.Name}}").stdout
+    assert "checkpoint stays" not in events, events
+    assert ArchiveStore(deployed.store, deployed.options).archives("stays") == []
+
+
+def _first_running(deployed: Deployed, run_id: Any) -> Any:
+    with deployed.client() as client:
+        return min(s.timestamp for s in client.read_flow_run_states(run_id) if s.type.value == "RUNNING")
 
 
 def test_a_second_nightly_run_is_cancelled_while_one_runs(deployed: Deployed) -> None:

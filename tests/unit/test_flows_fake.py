@@ -3,6 +3,9 @@ harness), ferry's real archive stages and a real local store; only Podman and CR
 
 from __future__ import annotations
 
+import threading
+import time
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -115,6 +118,21 @@ class _Run:
         self.id = state.state_details.flow_run_id
 
 
+class _Started:
+    """A deployment run started without waiting (the target's restore): a subflow in a thread."""
+
+    def __init__(self, flow: Any, parameters: dict[str, Any]) -> None:
+        from prefect.states import Running
+
+        self.id = uuid.uuid4()
+        self.state: Any = Running()
+        self.thread = threading.Thread(target=self._run, args=(flow, parameters), daemon=True)
+        self.thread.start()
+
+    def _run(self, flow: Any, parameters: dict[str, Any]) -> None:
+        self.state = flow(**parameters, return_state=True)
+
+
 def _deployments(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Each host's deployment runs here, as a subflow: one host, so the same fake runtime."""
     ran: list[str] = []
@@ -124,14 +142,27 @@ def _deployments(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         ran.append(name)
         return _Run(flows[name.split("/", maxsplit=1)[0]](**parameters, return_state=True))
 
+    def start(name: str, parameters: dict[str, Any]) -> _Started:
+        ran.append(name)
+        return _Started(flows[name.split("/", maxsplit=1)[0]], parameters)
+
+    def wait(run: _Started, timeout_s: float, poll_s: float = 1.0, until: Any = None) -> _Started:
+        deadline = time.monotonic() + 60
+        while run.thread.is_alive() and not (until is not None and until()):
+            assert time.monotonic() < deadline, "the started run neither ended nor got ready"
+            time.sleep(0.05)
+        return run
+
     monkeypatch.setattr(migrate_module, "run_child", run)
+    monkeypatch.setattr(migrate_module, "start_child", start)
+    monkeypatch.setattr(migrate_module, "wait_child", wait)
     return ran
 
 
 def test_migrate(fake: FakeRuntime, store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = _deployments(monkeypatch)
     out = migrate("app", "a", "b", store, new_name="moved")
-    assert ran == ["ferry-snapshot/a", "ferry-restore/b", "ferry-source/a"]
+    assert ran == ["ferry-restore/b", "ferry-snapshot/a", "ferry-source/a"]
     assert out["archive"].startswith(store + "/app/")
     assert "app" not in fake.containers and fake.containers["moved"].state == "running"
 
@@ -145,8 +176,41 @@ def test_migrate_rolls_back_when_the_restore_fails(
     ran = _deployments(monkeypatch)
     with pytest.raises(MigrationFailed, match="restored on a from its local checkpoint"):
         migrate("app", "a", "b", store, new_name="moved")
-    assert ran == ["ferry-snapshot/a", "ferry-restore/b", "ferry-source/a"]
+    assert ran == ["ferry-restore/b", "ferry-snapshot/a", "ferry-source/a"]
     assert fake.containers["app"].state == "running" and "moved" not in fake.containers
+
+
+def test_migrate_stops_nothing_when_the_target_cannot_get_ready(
+    fake: FakeRuntime, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fake.add("moved", files={"/data": None})  # the name is taken on the target
+    ran = _deployments(monkeypatch)
+    with pytest.raises(MigrationFailed, match="could not get ready .*already exists.* still runs on a"):
+        migrate("app", "a", "b", store, new_name="moved")
+    assert ran == ["ferry-restore/b"]  # no snapshot: nothing was stopped
+    assert fake.containers["app"].state == "running"
+    assert ArchiveStore(store).archives("app") == []
+
+
+def test_migrate_calls_the_waiting_target_off_when_the_snapshot_fails(
+    fake: FakeRuntime, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from prefect.client.orchestration import get_client
+
+    faults = tmp_path / "faults"
+    faults.write_text("dump\n")
+    monkeypatch.setenv(FAULTS, str(faults))
+    ran = _deployments(monkeypatch)
+    targets: list[Any] = []
+    start = migrate_module.start_child
+    monkeypatch.setattr(migrate_module, "start_child", lambda *a: targets.append(start(*a)) or targets[-1])
+    with pytest.raises(MigrationFailed, match="snapshot of 'app' on a failed"):
+        migrate("app", "a", "b", store, new_name="moved")
+    assert ran == ["ferry-restore/b", "ferry-snapshot/a"]
+    assert targets[0].state.is_failed() and "called off" in (targets[0].state.message or "")
+    assert fake.containers["app"].state == "running" and "moved" not in fake.containers
+    with get_client(sync_client=True) as client:
+        assert not [v for v in client.read_variables() if v.name.startswith("ferry-handoff-")]  # withdrawn
 
 
 def test_the_store_defaults_to_the_prefect_variable_and_a_parameter_still_wins(
@@ -193,7 +257,7 @@ def test_migrate_fails_without_rolling_back_when_the_removal_on_the_source_fails
     with pytest.raises(MigrationFailed, match="runs on b now .* removing its stopped copy on a failed") as info:
         migrate("app", "a", "b", store, new_name="moved")
     assert "podman rm app" in str(info.value) and "device busy" in str(info.value)
-    assert ran == ["ferry-snapshot/a", "ferry-restore/b", "ferry-source/a"]  # no rollback after it
+    assert ran == ["ferry-restore/b", "ferry-snapshot/a", "ferry-source/a"]  # no rollback after it
     assert fake.containers["moved"].state == "running"
 
 
