@@ -110,6 +110,16 @@ def restore_options(
     )
 
 
+def check_rename(options: RestoreOptions, name: str | None, what: str = "--name") -> None:
+    """Podman refuses ``--tcp-established`` with ``--name`` (after everything else was done):
+    refused here, before anything runs."""
+    if name and options.tcp_established:
+        raise UsageError(
+            f"Podman cannot restore established TCP connections under a new name ({what} {name!r}). Keep "
+            "the container's name, or close the connections on restore (tcp-close)."
+        )
+
+
 _PORTS = re.compile(r"\d{1,5}(-\d{1,5})?")
 _PROTOCOLS = {"tcp", "udp", "sctp"}
 

@@ -22,7 +22,7 @@ from prefect.runtime import flow_run
 from pydantic import Field
 
 from ferry.errors import MigrationFailed
-from ferry.options import restore_options
+from ferry.options import check_rename, restore_options
 from ferry.report import ARCHIVE_LINK, Timings, link, markdown
 from storage.default import store_url
 from storage.ref import StoreRef
@@ -87,6 +87,7 @@ def migrate(
         ignore_static_mac=ignore_static_mac,
         publish=publish,
     )
+    check_rename(options, new_name, "new_name")
     network = {
         "tcp_established": options.tcp_established,
         "tcp_close": options.tcp_close,

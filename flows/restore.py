@@ -9,7 +9,7 @@ from prefect import flow
 from pydantic import Field
 
 from ferry.errors import UsageError
-from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, restore_options
+from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, check_rename, restore_options
 from ferry.staging import new_run_dir, remove_run_dir
 from storage.default import store_url
 from storage.ref import StoreRef, store_of
@@ -75,6 +75,7 @@ def restore(
         ignore_static_mac=ignore_static_mac,
         publish=publish,
     )
+    check_rename(options, name)
     if handoff:
         staging = new_run_dir("restore", name or "handoff")
         get_ready_task(handoff, name, staging)

@@ -161,7 +161,7 @@ def _deployments(monkeypatch: pytest.MonkeyPatch) -> list[str]:
 
 def test_migrate(fake: FakeRuntime, store: str, monkeypatch: pytest.MonkeyPatch) -> None:
     ran = _deployments(monkeypatch)
-    out = migrate("app", "a", "b", store, new_name="moved")
+    out = migrate("app", "a", "b", store, new_name="moved", tcp_established=False, tcp_close=True)
     assert ran == ["ferry-restore/b", "ferry-snapshot/a", "ferry-source/a"]
     assert out["archive"].startswith(store + "/app/")
     assert "app" not in fake.containers and fake.containers["moved"].state == "running"
@@ -175,9 +175,18 @@ def test_migrate_rolls_back_when_the_restore_fails(
     monkeypatch.setenv(FAULTS, str(faults))
     ran = _deployments(monkeypatch)
     with pytest.raises(MigrationFailed, match="restored on a from its local checkpoint"):
-        migrate("app", "a", "b", store, new_name="moved")
+        migrate("app", "a", "b", store, new_name="moved", tcp_established=False, tcp_close=True)
     assert ran == ["ferry-restore/b", "ferry-snapshot/a", "ferry-source/a"]
     assert fake.containers["app"].state == "running" and "moved" not in fake.containers
+
+
+def test_migrate_under_a_new_name_keeping_connections_is_refused_before_anything_runs(
+    fake: FakeRuntime, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ran = _deployments(monkeypatch)
+    with pytest.raises(FerryError, match="cannot restore established TCP connections under a new name"):
+        migrate("app", "a", "b", store, new_name="moved")
+    assert ran == [] and fake.containers["app"].state == "running"
 
 
 def test_migrate_stops_nothing_when_the_target_cannot_get_ready(
@@ -186,7 +195,7 @@ def test_migrate_stops_nothing_when_the_target_cannot_get_ready(
     fake.add("moved", files={"/data": None})  # the name is taken on the target
     ran = _deployments(monkeypatch)
     with pytest.raises(MigrationFailed, match="could not get ready .*already exists.* still runs on a"):
-        migrate("app", "a", "b", store, new_name="moved")
+        migrate("app", "a", "b", store, new_name="moved", tcp_established=False, tcp_close=True)
     assert ran == ["ferry-restore/b"]  # no snapshot: nothing was stopped
     assert fake.containers["app"].state == "running"
     assert ArchiveStore(store).archives("app") == []
@@ -205,7 +214,7 @@ def test_migrate_calls_the_waiting_target_off_when_the_snapshot_fails(
     start = migrate_module.start_child
     monkeypatch.setattr(migrate_module, "start_child", lambda *a: targets.append(start(*a)) or targets[-1])
     with pytest.raises(MigrationFailed, match="snapshot of 'app' on a failed"):
-        migrate("app", "a", "b", store, new_name="moved")
+        migrate("app", "a", "b", store, new_name="moved", tcp_established=False, tcp_close=True)
     assert ran == ["ferry-restore/b", "ferry-snapshot/a"]
     assert targets[0].state.is_failed() and "called off" in (targets[0].state.message or "")
     assert fake.containers["app"].state == "running" and "moved" not in fake.containers
@@ -255,7 +264,7 @@ def test_migrate_fails_without_rolling_back_when_the_removal_on_the_source_fails
 
     monkeypatch.setattr(migrate_module, "run_child", removal_fails)
     with pytest.raises(MigrationFailed, match="runs on b now .* removing its stopped copy on a failed") as info:
-        migrate("app", "a", "b", store, new_name="moved")
+        migrate("app", "a", "b", store, new_name="moved", tcp_established=False, tcp_close=True)
     assert "podman rm app" in str(info.value) and "device busy" in str(info.value)
     assert ran == ["ferry-restore/b", "ferry-snapshot/a", "ferry-source/a"]  # no rollback after it
     assert fake.containers["moved"].state == "running"

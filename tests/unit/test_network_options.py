@@ -13,7 +13,7 @@ from ferry.archive.manifest import ContainerRef, Manifest, Sidecar, Source
 from ferry.archive.podman_config import named_volumes
 from ferry.archive.signing import Keyring, PublicKey, check, sign
 from ferry.errors import UnsafeArchiveError, UsageError
-from ferry.options import DumpOptions, RestoreOptions, check_publish, restore_options
+from ferry.options import DumpOptions, RestoreOptions, check_publish, check_rename, restore_options
 
 
 def test_dump_defaults_take_connections_and_locks() -> None:
@@ -51,6 +51,14 @@ def test_asking_for_one_tcp_mode_turns_the_other_off() -> None:
 def test_both_tcp_modes_is_a_usage_error() -> None:
     with pytest.raises(UsageError, match="contradict"):
         restore_options("restore", tcp_established=True, tcp_close=True)
+
+
+def test_a_new_name_with_established_connections_is_refused_up_front() -> None:
+    with pytest.raises(UsageError, match="under a new name \\(new_name 'moved'\\).*tcp-close"):
+        check_rename(restore_options("migrate"), "moved", "new_name")
+    check_rename(restore_options("migrate"), None)  # the same name: connections kept
+    check_rename(restore_options("migrate", tcp_close=True), "moved")  # renamed, connections closed
+    check_rename(restore_options("restore"), "copy")
 
 
 @pytest.mark.parametrize(
