@@ -14,6 +14,13 @@ from ferry.options import DumpOptions, RestoreOptions
 from ferry.runtime.model import Changes, CheckpointStats, ContainerInfo
 
 
+class CheckpointExport(Protocol):
+    """Podman's export as it is written (:meth:`Runtime.checkpoint_stream`)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def finish(self) -> CheckpointStats: ...
+
+
 class Runtime(Protocol):
     # -- containers
     def inspect(self, container: str) -> ContainerInfo: ...
@@ -37,6 +44,15 @@ class Runtime(Protocol):
     def checkpoint(
         self, info: ContainerInfo, export: Path, *, leave_running: bool, options: DumpOptions | None = None
     ) -> CheckpointStats: ...
+    def checkpoint_stream(
+        self,
+        info: ContainerInfo,
+        fifo: Path,
+        *,
+        leave_running: bool,
+        options: DumpOptions | None = None,
+        timeout: float = ...,
+    ) -> contextlib.AbstractContextManager[CheckpointExport]: ...
     def restore_import(
         self,
         archive: Path,
