@@ -131,12 +131,15 @@ class _Streaming:
         self.runtime = runtime
         self.knob = knob
         self.thawed = ""
+        self.at_images = False
         self.done: tuple[CheckpointStats, str] | None = None
         self.failure: BaseException | None = None  # of the dump itself (Podman, the raw copy)
 
     def on_member(self, name: str) -> None:
-        if name == "checkpoint" or name.startswith("checkpoint/"):
+        if (name == "checkpoint" or name.startswith("checkpoint/")) and not self.at_images:
+            self.at_images = True
             self.thaw()
+            maybe_fail("export")  # a point in the middle of Podman's export, for tests
 
     def thaw(self) -> None:
         if self.knob is not None and not self.thawed:
@@ -179,6 +182,8 @@ class _Streaming:
                 _, finished = self.finish_dump()
                 maybe_fail("archive")
                 timestamps = {"dump_started": started, "dump_finished": finished}
+                if self.thawed:
+                    timestamps["thawed"] = self.thawed
                 out.finish(job.diff, replace(template, timestamps=timestamps))
         except Exception as exc:
             if self.failure is not None or self.tee.failure is not None:
