@@ -34,6 +34,10 @@ from storage.store import ArchiveStore
 from tasks.inspect import Subject
 from tasks.rootfs_diff import DiffResult
 
+#: tarfile's stream reader joins and slices its buffer on every read: 64 KiB blocks keep those
+#: copies small while the writer asks for 1 MiB at a time (measured: 1 MiB here costs more).
+READ_BLOCK = 1 << 16
+
 
 @dataclass(frozen=True)
 class ArchiveResult:
@@ -150,7 +154,7 @@ class ArchiveOut:
         """Stream every member of Podman's export (an uncompressed tar) across; ``on_member``
         is told each member's name before its bytes are read."""
         name = self.subject.info.name
-        with tarfile.open(fileobj=export, mode="r|") as dump_tar:  # type: ignore[call-overload]
+        with tarfile.open(fileobj=export, mode="r|", bufsize=READ_BLOCK) as dump_tar:  # type: ignore[call-overload]
             for member in dump_tar:
                 if on_member is not None:
                     on_member(member.name)
