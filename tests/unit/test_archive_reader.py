@@ -192,18 +192,3 @@ def test_manifest_roundtrip() -> None:
     report = _verify(Forge())
     assert report.manifest is not None
     assert Manifest.from_json(report.manifest.to_json()) == report.manifest
-
-
-def test_hash_thread_digests_match_hashlib_whatever_the_block_types() -> None:
-    import hashlib
-
-    from ferry.archive.streams import HashThread
-
-    blocks = [b"a" * 5000, bytearray(b"b" * 3000), memoryview(b"c" * 70000), b""]
-    with HashThread(depth=2) as thread:
-        one, two = thread.sha256(), thread.sha256()
-        for block in blocks:
-            one.update(block)
-        two.update(b"other")
-        assert one.hexdigest() == hashlib.sha256(b"".join(bytes(b) for b in blocks)).hexdigest()
-        assert two.hexdigest() == hashlib.sha256(b"other").hexdigest()
