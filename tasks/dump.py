@@ -26,6 +26,7 @@ would be a different snapshot.
 
 from __future__ import annotations
 
+import contextlib
 import io
 import logging
 import os
@@ -220,23 +221,30 @@ def dump(
     started = utcnow()
     export = staging / EXPORT
     archive: ArchiveResult | None = None
-    detail = f"{info.name}, {job.compression}" if job is not None else info.name
-    artifact = f"archive of {info.name}" if job is not None else ""
     try:
-        with progress.stage("dump", detail, streams=job is not None, artifact=artifact) as stage:
-            with (
-                runtime.checkpoint_stream(info, staging / FIFO, leave_running=leave_running, options=options) as podman,
-                export.open("wb") as copy,
-            ):
+        with contextlib.ExitStack() as stack:
+            # "dump" on the terminal: until Podman starts its export (CRIU's dump is done then);
+            # "archive": the export read, compressed and uploaded while Podman writes it.
+            with progress.stage("dump", info.name):
+                podman = stack.enter_context(
+                    runtime.checkpoint_stream(info, staging / FIFO, leave_running=leave_running, options=options)
+                )
+                copy = stack.enter_context(export.open("wb"))
                 streaming = _Streaming(podman, copy, info, leave_running, runtime, knob)
-                if job is not None:
+                if job is None:
+                    stats, finished = streaming.finish_dump()
+            if job is not None:
+                comp = check_compression(job.compression)
+                total = podman.size_hint() + sum(p.stat().st_size for p in (job.diff.tar, job.diff.deleted) if p)
+                with progress.stage(
+                    "archive", f"{info.name}, {comp}", total=total, artifact=f"archive of {info.name}"
+                ) as stage:
                     archive = streaming.archive(job, staging, started, options, stage)
-                stats, finished = streaming.finish_dump()
-                copy.flush()
-                os.fsync(copy.fileno())
-            if archive is not None:
-                stored = archive.stored or archive.digest
-                stage.note = f"{progress.human_bytes(stored.size)} stored"
+                    stats, finished = streaming.finish_dump()
+                    if archive is not None:
+                        stage.note = f"{progress.human_bytes((archive.stored or archive.digest).size)} stored"
+            copy.flush()
+            os.fsync(copy.fileno())
     except BaseException:
         export.unlink(missing_ok=True)  # a partial copy is no dump
         raise

@@ -74,6 +74,9 @@ class FakeExport:
     def read(self, size: int = -1, /) -> bytes:
         return self._data.read(min(size, 4096) if size > 0 else 4096)  # a pipe's short reads
 
+    def size_hint(self) -> int:
+        return len(self._data.getbuffer())
+
     def finish(self) -> CheckpointStats:
         self._runtime._call("export_finish", self._name)
         self.finished = True

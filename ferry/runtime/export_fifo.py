@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import os
 import select
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -51,12 +52,14 @@ class PodmanExport:
         what: str,
         failed: Callable[[Completed, str], CheckpointError],
         stats: Callable[[str], CheckpointStats],
+        folder: Path | None = None,
     ) -> None:
         self.proc = proc
         self.fifo = fifo
         self.what = what
         self._failed = failed  # builds the error for a failed or timed-out Podman
         self._stats = stats
+        self._folder = folder  # the container's directory Podman exports from
         self._fd = -1
         self._connected = False  # Podman opened the FIFO
         self.finished = False
@@ -81,6 +84,20 @@ class PodmanExport:
                 raise self._failed(self.proc.wait(0), f"podman did not start its export within {timeout:g} s")
         os.set_blocking(fd, True)
         self._connected = True
+
+    def size_hint(self) -> int:
+        """About how many bytes the export holds (for progress): the files of the container's
+        directory, which Podman exports most of, once CRIU's images are written there."""
+        total = 0
+        if self._folder is None:
+            return 0
+        for root, _, files in os.walk(self._folder):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    st = os.lstat(os.path.join(root, name))  # noqa: PTH118 - walking str paths
+                    if stat.S_ISREG(st.st_mode):
+                        total += st.st_size
+        return total
 
     def read(self, size: int = -1, /) -> bytes:
         if self._fd < 0:
