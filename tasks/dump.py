@@ -176,8 +176,9 @@ class _Streaming:
             options=options,
             run=str(flow_run.get_id() or ""),
         )
-        out = ArchiveOut(job.subject, comp, job.ref, staging, template, stage)
+        out: ArchiveOut | None = None
         try:
+            out = ArchiveOut(job.subject, comp, job.ref, staging, template, stage)  # opens the store
             with out:
                 out.add_export(self.reader, self.on_member)
                 _, finished = self.finish_dump()
@@ -198,7 +199,7 @@ class _Streaming:
             )
             self.finish_dump()
             return None
-        return out.result
+        return out.result if out is not None else None
 
 
 def dump(

@@ -232,13 +232,6 @@ class FakeRuntime:
             ctr.state, ctr.checkpointed = "exited", True
         return buffer.getvalue()
 
-    def checkpoint(
-        self, info: ContainerInfo, export: Path, *, leave_running: bool, options: DumpOptions | None = None
-    ) -> CheckpointStats:
-        self._call("checkpoint", info.name, export, leave_running, options)
-        export.write_bytes(self._export(info, leave_running))
-        return CheckpointStats(frozen_us=1500, runtime_us=1000, total_us=2000)
-
     @contextlib.contextmanager
     def checkpoint_stream(
         self,

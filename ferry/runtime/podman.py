@@ -220,22 +220,6 @@ class Podman(HostSettings):
         args += ["--leave-running"] if leave_running else ["--keep"]
         return args + options.podman_args()
 
-    def checkpoint(
-        self, info: ContainerInfo, export: Path, *, leave_running: bool, options: DumpOptions | None = None
-    ) -> CheckpointStats:
-        """CRIU dump through Podman into an uncompressed Podman-layout tar, without rootfs.
-
-        Stop mode keeps the checkpoint files next to the container, so a failed migration can
-        restore it right here (`podman container restore`). Named volumes are exported with it
-        (``volumes/<name>.tar``)."""
-        proc = self._run(
-            [*self._checkpoint_args(export, leave_running, options), info.id],
-            what=f"checkpoint container {info.name!r}",
-            error=CheckpointError,
-            log_hint=Path(info.static_dir) / "dump.log",
-        )
-        return _checkpoint_stats(proc.stdout)
-
     @contextlib.contextmanager
     def checkpoint_stream(
         self,
@@ -246,7 +230,12 @@ class Podman(HostSettings):
         options: DumpOptions | None = None,
         timeout: float = 600,
     ) -> Iterator[PodmanExport]:
-        """:meth:`checkpoint`, with the export read from a FIFO while Podman writes it.
+        """CRIU dump through Podman into an uncompressed Podman-layout tar, without rootfs, read
+        from a FIFO while Podman writes it.
+
+        Stop mode keeps the checkpoint files next to the container, so a failed migration can
+        restore it right here (`podman container restore`). Named volumes are exported with it
+        (``volumes/<name>.tar``).
 
         Yields once Podman has opened the FIFO (CRIU's dump is done then; ``timeout`` bounds the
         wait); the caller reads the export to its end and calls ``finish()``. Leaving the block

@@ -42,9 +42,6 @@ class Runtime(Protocol):
     # -- freezing, checkpoint, restore
     def freeze(self, info: ContainerInfo, timeout: float = 30) -> Path: ...
     def thaw(self, knob: Path) -> None: ...
-    def checkpoint(
-        self, info: ContainerInfo, export: Path, *, leave_running: bool, options: DumpOptions | None = None
-    ) -> CheckpointStats: ...
     def checkpoint_stream(
         self,
         info: ContainerInfo,

@@ -1,4 +1,4 @@
-"""Faults on real CRIU: kill -9 at known points, a dump CRIU refuses, a full staging disk, two
+"""Faults on real CRIU: kill -9 at known points, Podman killed mid-export, a dump CRIU refuses, a full staging disk, two
 snapshots at once. Nothing is lost, nothing half-done, no container runs twice."""
 
 from __future__ import annotations
