@@ -282,6 +282,25 @@ def test_leave_running_thaws_before_podman_finishes_its_export(host: Host, pause
     assert times["dump_started"] < times["thawed"] < times["dump_finished"], times
 
 
+def test_a_failed_streamed_archive_is_rebuilt_from_the_dump_copy_in_the_same_run(
+    host: Host, tmp_path: Path, prefect_harness: None, staging: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    faults = tmp_path / "faults"
+    faults.write_text("archive\n")  # the archive streamed during the dump fails; the dump does not
+    monkeypatch.setenv("FERRY_FAULTS_FILE", str(faults))
+
+    result = snapshot("app", store, leave_running=True)
+
+    assert faults.read_text() == ""
+    assert _checkpoint_events(host, "app") == 1
+    assert [e.url for e in ArchiveStore(store).archives("app")] == [result.url]
+    assert ArchiveStore(store).incomplete() == []
+    restored = restore(result.url, name="copy")
+    assert restored.name == "copy" and _counting(host, "copy")
+
+
 def test_archive_failing_after_the_dump_is_retried_without_a_second_dump(
     host: Host, tmp_path: Path, prefect_harness: None, staging: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
