@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import ClassVar
 
@@ -17,12 +18,28 @@ from bench.common import BenchHost, Params, timed, unique
 from ferry.report import Timings
 from ferry.staging import new_run_dir, remove_run_dir
 from storage.ref import StoreRef
+from storage.store import ArchiveStore
 from tasks.archive import build_archive
-from tasks.dump import dump
+from tasks.dump import ArchiveJob, dump
 from tasks.freeze import frozen
 from tasks.inspect import inspect
 from tasks.publish import publish
 from tasks.rootfs_diff import rootfs_diff
+
+
+def _when(stamp: str) -> datetime:
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
+
+
+def thaw_ms(store: str, url: str, timings: Timings) -> float:
+    """The flow's frozen window: its rootfs-diff stage plus its dump stage until the thaw (the
+    manifest's timestamps; the dump stage goes on streaming the archive after it)."""
+    [entry] = [e for e in ArchiveStore(store).archives() if e.url == url]
+    times = entry.sidecar.manifest.timestamps
+    return (
+        1000 * timings.seconds["rootfs-diff"]
+        + (_when(times["thawed"]) - _when(times["dump_started"])).total_seconds() * 1000
+    )
 
 
 class RecordedTimings(Timings):
@@ -66,19 +83,19 @@ def podman_checkpoint(host: BenchHost, name: str, out: Path, *, leave_running: b
 
 def plain_snapshot(name: str, store: str) -> tuple[Timings, float]:
     """ferry's snapshot stages called directly, without Prefect; returns timings and the
-    cgroup-frozen window (freeze to thaw) in ms."""
+    cgroup-frozen window (freeze to the dump's thaw, once CRIU is done) in ms."""
     t = Timings()
     staging = new_run_dir("snapshot", name)
     ref = StoreRef(store)
     with t("inspect"):
         subject = inspect(name, ref)
-    with frozen(subject.info):
-        frozen_at = time.perf_counter()
+    with frozen(subject.info) as knob:
+        frozen_at = datetime.now(UTC)
         with t("rootfs-diff"):
             diff = rootfs_diff(subject.info, staging)
-        with t("dump"):
-            dumped = dump(subject.info, staging, leave_running=False)
-    window = (time.perf_counter() - frozen_at) * 1000
+        with t("dump"):  # the archive streams into the store during the dump
+            dumped = dump(subject.info, staging, False, job=ArchiveJob(subject, diff, "zstd", ref), knob=knob)
+    window = (_when(dumped.thawed) - frozen_at).total_seconds() * 1000
     with t("archive"):
         archive = build_archive(subject, dumped, diff, "zstd", ref)
     with t("publish"):
@@ -119,8 +136,7 @@ def run(host: BenchHost, p: Params, store: str) -> SnapData:
                 assert timings is not None
                 data.stages.append(dict(timings.seconds))
                 data.stage_sum.append(sum(timings.seconds.values()))
-                data.add_frozen("ferry window (flow: rootfs-diff + dump)", 1000 * (
-                    timings.seconds["rootfs-diff"] + timings.seconds["dump"]))  # fmt: skip
+                data.add_frozen("ferry window (flow: rootfs-diff + dump until thaw)", thaw_ms(store, out.url, timings))
                 data.archives.append((out.url, exports / f"{q}.tar.zst"))
             else:
                 assert isinstance(out, float)

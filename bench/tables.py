@@ -48,7 +48,7 @@ def frozen_table(d: SnapData) -> Table:
             f[f"ferry {mode}"] / f[f"podman {mode}"], "report", None)
         for mode in ("stop", "leave-running")
     ]  # fmt: skip
-    for key in ("ferry window (flow: rootfs-diff + dump)", "ferry window (stages: freeze to thaw)"):
+    for key in ("ferry window (flow: rootfs-diff + dump until thaw)", "ferry window (stages: freeze to thaw)"):
         rows.append(Row(key, f"{f['podman stop']:.0f} ms (CRIU, stop)", f"{f[key]:.0f} ms",
                         f[key] / f["podman stop"], "report", None))  # fmt: skip
     return Table("4. Frozen time", "From `--print-stats` (CRIU's frozen_time; ferry's SnapshotResult.frozen_ms). "

@@ -4,7 +4,8 @@
 ``verify``, ``restore``...). The first time a listed stage runs it fails as a real failure of
 that stage would, and its line is removed, so a retry goes through. A line ``hang:<stage>``
 makes the stage stop there instead (it writes ``<file>.hanging`` and sleeps), for killing the
-process at a known point. Without the variable this module does nothing.
+process at a known point; removing ``<file>.hanging`` lets it go on (without failing), for doing
+something to the world at a known point. Without the variable this module does nothing.
 """
 
 from __future__ import annotations
@@ -41,7 +42,12 @@ def maybe_fail(stage: str) -> None:
         f.truncate()
         f.write("".join(f"{line}\n" for line in lines))
     if hang:
-        Path(f"{path}.hanging").write_text(stage)
-        time.sleep(3600)
+        hanging = Path(f"{path}.hanging")
+        hanging.write_text(stage)
+        deadline = time.monotonic() + 3600
+        while hanging.exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if not hanging.exists():
+            return
     kind = _KINDS.get(stage, FerryError)
     raise kind(f"Injected fault in stage {stage!r} ({ENV}={path}).")

@@ -11,7 +11,10 @@ back and runs only the rest. Three files under the run's staging directory (``fe
   a fresh dump;
 * the **dumped marker** (``<run dir>/dumped-<generation>``): written once the dump task finished;
   a retry that finds it does not freeze the container again (the dump is not redone either: its
-  result is cached);
+  result is cached). The dump task streams its archive into the store while Podman writes the
+  export, and keeps the export's raw copy, ``<run dir>/dump.tar``: when the streamed archive
+  failed but the dump did not, the dump task still finishes (and is cached), and the archive
+  stage rebuilds the archive from that copy, in the same run or on a retry;
 * the **in-flight marker** (``<staging root>/inflight/<container id>``): written before a
   stop-mode dump, removed once the archive is published or the container is back. A later run
   that finds it for a container that is stopped and checkpointed knows the previous run died

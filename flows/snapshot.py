@@ -1,4 +1,8 @@
-"""Snapshot flow: inspect -> [ship image] -> freeze -> rootfs diff -> dump -> thaw -> archive -> publish.
+"""Snapshot flow: inspect -> [ship image] -> freeze -> rootfs diff -> dump (thaw, archive) -> publish.
+
+The dump stage archives Podman's export into the store while Podman writes it, and thaws the
+container as soon as CRIU's dump is done (see :mod:`tasks.dump`); the archive stage only hands
+that archive on, or rebuilds it from the dump's raw copy when streaming it failed.
 
 In stop mode a failure after the dump rolls back: the container is restored on this host.
 Stage results are persisted, so a retry of a failed run (Prefect's Retry button or
@@ -22,7 +26,7 @@ from ferry.staging import remove_run_dir, run_dir
 from storage.default import store_url
 from storage.ref import StoreRef
 from tasks.archive import ArchiveResult, archive_task
-from tasks.dump import dump_task
+from tasks.dump import ArchiveJob, DumpResult, dump_task
 from tasks.freeze import frozen
 from tasks.handoff import hand_over_task
 from tasks.inspect import inspect_task
@@ -90,12 +94,14 @@ def snapshot(
             with timings("ship-image"):
                 image = ship_image_task(subject, ref, staging)
         archive: ArchiveResult | None = None
+        dumped: DumpResult | None = None
         try:
-            with frozen(subject.info, skip=is_dumped(staging, gen)):
+            with frozen(subject.info, skip=is_dumped(staging, gen)) as knob:
                 with timings("rootfs-diff"):
                     diff = rootfs_diff_task(subject.info, staging, gen)
                 with timings("dump"):
-                    dumped = dump_task(subject.info, staging, leave_running, gen, options)
+                    job = ArchiveJob(subject, diff, compress, ref)
+                    dumped = dump_task(subject.info, staging, leave_running, gen, options, job, knob)
             with timings("archive"):
                 archive = archive_task(subject, dumped, diff, compress, ref)
             with timings("publish"):
@@ -110,6 +116,8 @@ def snapshot(
                 rollback_task(subject.info, exc, staging)
                 if archive is not None:
                     discard_task(archive, ref)
+                elif dumped is not None and dumped.archive is not None:
+                    discard_task(dumped.archive, ref)
             raise
         clear_inflight(subject.info.id)
     remove_run_dir(staging)

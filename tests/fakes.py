@@ -22,7 +22,7 @@ from typing import Any
 import zstandard
 
 from ferry.archive.manifest import Source
-from ferry.errors import ContainerNotFoundError, ContainerStateError, FerryError, RuntimeCommandError
+from ferry.errors import CheckpointError, ContainerNotFoundError, ContainerStateError, FerryError, RuntimeCommandError
 from ferry.options import DumpOptions, RestoreOptions
 from ferry.runtime import Changes, CheckpointStats, ContainerInfo, Mount
 from tests.archive_forge import MIN_MEMBERS, real_config, real_spec
@@ -61,6 +61,30 @@ class FakeContainer:
         )
 
 
+class FakeExport:
+    """Podman's export as :meth:`FakeRuntime.checkpoint_stream` yields it: bytes, then an outcome."""
+
+    def __init__(self, runtime: FakeRuntime, data: bytes, name: str, *, died: bool) -> None:
+        self._runtime = runtime
+        self._data = io.BytesIO(data)
+        self._name = name
+        self._died = died
+        self.finished = self.abandoned = False
+
+    def read(self, size: int = -1, /) -> bytes:
+        return self._data.read(min(size, 4096) if size > 0 else 4096)  # a pipe's short reads
+
+    def size_hint(self) -> int:
+        return len(self._data.getbuffer())
+
+    def finish(self) -> CheckpointStats:
+        self._runtime._call("export_finish", self._name)
+        self.finished = True
+        if self._died:
+            raise CheckpointError(f"Cannot checkpoint container {self._name!r}: podman was killed (signal 9) (fake).")
+        return CheckpointStats(frozen_us=1500, runtime_us=1000, total_us=2000)
+
+
 class FakeRuntime:
     """Satisfies :class:`ferry.runtime.Runtime`; ``fail[method] = error`` makes a method raise."""
 
@@ -73,6 +97,7 @@ class FakeRuntime:
         self.volumes: set[str] = set()
         self.frozen: set[str] = set()
         self.fail: dict[str, FerryError] = {}
+        self.export_dies_after: int | None = None  # Podman dies after writing this many bytes of its export
         self._ids = 0
 
     # -- test helpers -------------------------------------------------------------------------
@@ -191,23 +216,42 @@ class FakeRuntime:
         self.frozen = {cid for cid in self.frozen if not knob.name.endswith(cid[:12])}
         knob.write_text("THAWED")
 
-    def checkpoint(
-        self, info: ContainerInfo, export: Path, *, leave_running: bool, options: DumpOptions | None = None
-    ) -> CheckpointStats:
-        self._call("checkpoint", info.name, export, leave_running, options)
+    def _export(self, info: ContainerInfo, leave_running: bool) -> bytes:
         ctr = self._find(info.id)
         members = dict(MIN_MEMBERS)
         config = real_config(name=ctr.name, rootfsImageID=ctr.image_id, rootfsImageName=ctr.image_name)
         members["config.dump"] = json.dumps(config).encode()
         members["spec.dump"] = json.dumps(real_spec()).encode()
-        with tarfile.open(export, "w", format=tarfile.PAX_FORMAT) as tar:
+        buffer = io.BytesIO()
+        with tarfile.open(fileobj=buffer, mode="w", format=tarfile.PAX_FORMAT) as tar:
             for name, data in members.items():
                 entry = tarfile.TarInfo(name)
                 entry.size = len(data)
                 tar.addfile(entry, io.BytesIO(data))
         if not leave_running:
             ctr.state, ctr.checkpointed = "exited", True
-        return CheckpointStats(frozen_us=1500, runtime_us=1000, total_us=2000)
+        return buffer.getvalue()
+
+    @contextlib.contextmanager
+    def checkpoint_stream(
+        self,
+        info: ContainerInfo,
+        fifo: Path,
+        *,
+        leave_running: bool,
+        options: DumpOptions | None = None,
+        timeout: float = 600,
+    ) -> Iterator[FakeExport]:
+        self._call("checkpoint", info.name, fifo, leave_running, options)
+        data = self._export(info, leave_running)
+        if self.export_dies_after is not None:
+            data = data[: self.export_dies_after]
+        export = FakeExport(self, data, info.name, died=self.export_dies_after is not None)
+        try:
+            yield export
+        finally:
+            export.abandoned = not export.finished
+            self._call("export_closed", info.name)
 
     def restore_import(
         self,

@@ -22,7 +22,7 @@ SUFFIX: dict[Compression, str] = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none":
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 2  # chosen by measurement: bench/bounds.md, "zstd level"
 GZIP_LEVEL = 6
 # 2 GiB: enough for any window a zstd encoder picks at sane levels, bounded so a hostile
 # frame header cannot make the decoder reserve unbounded memory.

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import hashlib
 import io
+import queue
+import threading
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
@@ -16,21 +18,21 @@ CHUNK = 1 << 20
 class HashingWriter(io.RawIOBase):
     """Write-through wrapper that keeps the sha256 and the byte count of what it passed on."""
 
-    def __init__(self, sink: BinaryIO) -> None:
+    def __init__(self, sink: BinaryIO, digest: Digest | None = None) -> None:
         super().__init__()
         self._sink = sink
-        self._hash = hashlib.sha256()
+        self._hash: Digest = digest or hashlib.sha256()
         self.size = 0
 
     def writable(self) -> bool:
         return True
 
     def write(self, data: bytes | bytearray | memoryview) -> int:  # type: ignore[override]
-        view = memoryview(data)
-        self._hash.update(view)
-        self.size += len(view)
-        self._sink.write(view)
-        return len(view)
+        self._hash.update(data)
+        size = len(data) if isinstance(data, bytes) else memoryview(data).nbytes
+        self.size += size
+        self._sink.write(data)
+        return size
 
     def hexdigest(self) -> str:
         if self._hash is None:
@@ -42,6 +44,11 @@ class Readable(Protocol):
     def read(self, size: int = -1, /) -> bytes: ...
 
 
+class Digest(Protocol):
+    def update(self, data: bytes | bytearray | memoryview, /) -> None: ...
+    def hexdigest(self) -> str: ...
+
+
 class HashingReader:
     """Read-through wrapper keeping sha256 and count; refuses to pass more than ``limit`` bytes.
 
@@ -50,10 +57,16 @@ class HashingReader:
     """
 
     def __init__(
-        self, source: Readable, *, limit: int | None = None, what: str = "archive", digest: bool = True
+        self,
+        source: Readable,
+        *,
+        limit: int | None = None,
+        what: str = "archive",
+        digest: bool = True,
+        hasher: Digest | None = None,
     ) -> None:
         self._source = source
-        self._hash = hashlib.sha256() if digest else None
+        self._hash: Digest | None = (hasher or hashlib.sha256()) if digest else None
         self._limit = limit
         self._what = what
         self.size = 0
@@ -136,3 +149,62 @@ class FullReads:
             parts.append(more)
             got += len(more)
         return b"".join(parts)
+
+
+class HashThread:
+    """sha256 digests computed on one background thread, off the thread that moves the bytes.
+
+    hashlib releases the GIL while it hashes a buffer, so the thread compressing and writing and
+    this one hash in parallel. Updates are queued in order (a bounded queue: at most ``depth``
+    blocks wait, which bounds memory); :meth:`ThreadedDigest.hexdigest` waits for the queue to
+    empty. Use as a context manager."""
+
+    def __init__(self, depth: int = 16) -> None:
+        self._queue: queue.Queue[tuple[hashlib._Hash, bytes] | None] = queue.Queue(maxsize=depth)
+        self._thread = threading.Thread(target=self._work, name="ferry-hash", daemon=True)
+        self._thread.start()
+
+    def _work(self) -> None:
+        while (item := self._queue.get()) is not None:
+            digest, data = item
+            digest.update(data)
+            self._queue.task_done()
+        self._queue.task_done()
+
+    def sha256(self) -> ThreadedDigest:
+        return ThreadedDigest(self)
+
+    def put(self, digest: hashlib._Hash, data: bytes) -> None:
+        if not self._thread.is_alive():
+            raise RuntimeError("the hash thread is closed")
+        self._queue.put((digest, data))
+
+    def wait(self) -> None:
+        self._queue.join()
+
+    def close(self) -> None:
+        if self._thread.is_alive():
+            self._queue.put(None)
+            self._thread.join()
+
+    def __enter__(self) -> HashThread:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+class ThreadedDigest:
+    """A sha256 (``update``, ``hexdigest``, as hashlib's) computed by a :class:`HashThread`."""
+
+    def __init__(self, thread: HashThread) -> None:
+        self._thread = thread
+        self._hash = hashlib.sha256()
+
+    def update(self, data: bytes | bytearray | memoryview) -> None:
+        # A bytes object cannot change while it waits in the queue; anything else is copied.
+        self._thread.put(self._hash, data if isinstance(data, bytes) else bytes(data))
+
+    def hexdigest(self) -> str:
+        self._thread.wait()
+        return self._hash.hexdigest()

@@ -9,6 +9,7 @@ a fake.
 - ``process``: the one subprocess runner;
 - ``podman``: Podman's commands (containers, images, volumes, checkpoint, restore);
 - ``restore_failure``: what a failed restore left, found and cleaned;
+- ``export_fifo``: reading Podman's checkpoint export from a FIFO as it is written;
 - ``freezer``: freezing a container through its cgroup;
 - ``tools``: criu and crit as host tools (doctor, inspect);
 - ``model``: what the runtime reports; ``protocol``: the :class:`Runtime` protocol;
@@ -20,7 +21,7 @@ from ferry.runtime.freezer import CGROUP_ROOT
 from ferry.runtime.model import Changes, CheckpointStats, ContainerInfo, Mount
 from ferry.runtime.podman import Podman, podman_prefix
 from ferry.runtime.process import LOG_TAIL_LINES, Completed, ProgramNotFoundError, run, tail
-from ferry.runtime.protocol import Runtime
+from ferry.runtime.protocol import CheckpointExport, Runtime
 from ferry.runtime.tools import (
     CRIT,
     PROBE_TIMEOUT,
@@ -41,6 +42,7 @@ __all__ = [
     "PROBE_TIMEOUT",
     "TOOL_TIMEOUT",
     "Changes",
+    "CheckpointExport",
     "CheckpointStats",
     "Completed",
     "ContainerInfo",

@@ -25,13 +25,18 @@ from ferry.errors import (
 )
 from ferry.options import DEFAULT_RESTORE_TIMEOUT_S, DumpOptions, RestoreOptions
 from ferry.runtime import freezer, tools
+from ferry.runtime.export_fifo import PodmanExport
 from ferry.runtime.host_settings import HostSettings
 from ferry.runtime.model import Changes, CheckpointStats, ContainerInfo, Mount, stats_of
-from ferry.runtime.process import Completed, run, tail
+from ferry.runtime.process import Completed, run, start, tail
 from ferry.runtime.restore_failure import IDS_IN_PATH, NewContainers, clean, log_excerpt, read_log, restore_hints
 
 _LOG_FILE_RE = re.compile(r"log file: ([^\s\"\\]+)")
 INSTALL = "Install podman (apt-get install podman runc) or set FERRY_PODMAN to the podman command to use."
+
+
+def _checkpoint_stats(stdout: str) -> CheckpointStats:
+    return stats_of(stdout, "runtime_checkpoint_duration", "podman_checkpoint_duration")
 
 
 def podman_prefix() -> list[str]:
@@ -200,14 +205,7 @@ class Podman(HostSettings):
 
     # -- checkpoint / restore ---------------------------------------------------------------
 
-    def checkpoint(
-        self, info: ContainerInfo, export: Path, *, leave_running: bool, options: DumpOptions | None = None
-    ) -> CheckpointStats:
-        """CRIU dump through Podman into an uncompressed Podman-layout tar, without rootfs.
-
-        Stop mode keeps the checkpoint files next to the container, so a failed migration can
-        restore it right here (`podman container restore`). Named volumes are exported with it
-        (``volumes/<name>.tar``)."""
+    def _checkpoint_args(self, export: Path, leave_running: bool, options: DumpOptions | None) -> list[str]:
         options = options or DumpOptions()
         args = [
             "container",
@@ -220,14 +218,59 @@ class Podman(HostSettings):
             "--print-stats",
         ]
         args += ["--leave-running"] if leave_running else ["--keep"]
-        args += options.podman_args()
-        proc = self._run(
-            [*args, info.id],
-            what=f"checkpoint container {info.name!r}",
-            error=CheckpointError,
-            log_hint=Path(info.static_dir) / "dump.log",
-        )
-        return stats_of(proc.stdout, "runtime_checkpoint_duration", "podman_checkpoint_duration")
+        return args + options.podman_args()
+
+    @contextlib.contextmanager
+    def checkpoint_stream(
+        self,
+        info: ContainerInfo,
+        fifo: Path,
+        *,
+        leave_running: bool,
+        options: DumpOptions | None = None,
+        timeout: float = 600,
+    ) -> Iterator[PodmanExport]:
+        """CRIU dump through Podman into an uncompressed Podman-layout tar, without rootfs, read
+        from a FIFO while Podman writes it.
+
+        Stop mode keeps the checkpoint files next to the container, so a failed migration can
+        restore it right here (`podman container restore`). Named volumes are exported with it
+        (``volumes/<name>.tar``).
+
+        Yields once Podman has opened the FIFO (CRIU's dump is done then; ``timeout`` bounds the
+        wait); the caller reads the export to its end and calls ``finish()``. Leaving the block
+        early lets Podman finish into nothing (see :mod:`ferry.runtime.export_fifo`). The FIFO is
+        removed in every case."""
+        what = f"checkpoint container {info.name!r}"
+        argv = [*self.prefix, *self._checkpoint_args(fifo, leave_running, options), info.id]
+        log_hint = Path(info.static_dir) / "dump.log"
+
+        def failed(done: Completed, why: str) -> CheckpointError:
+            log = _LOG_FILE_RE.search(done.stderr)
+            head = f"Cannot {what}."
+            if why:
+                head = f"Cannot {what}: {why}."
+            elif done.timed_out:
+                head = f"Cannot {what}: podman did not finish."
+            elif done.returncode < 0:
+                head = f"Cannot {what}: podman was killed (signal {-done.returncode})."
+            return CheckpointError(
+                head, argv=argv, stderr=done.stderr, log_tail=tail(log.group(1) if log else log_hint)
+            )
+
+        fifo.unlink(missing_ok=True)
+        os.mkfifo(fifo, 0o600)
+        try:
+            export = PodmanExport(
+                start(argv, what=what, install=INSTALL), fifo, what=what, failed=failed, stats=_checkpoint_stats
+            )
+            try:
+                export.open(timeout)
+                yield export
+            finally:
+                export.abandon()
+        finally:
+            fifo.unlink(missing_ok=True)
 
     def restore_import(
         self,

@@ -10,6 +10,7 @@ import contextlib
 import os
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -72,6 +73,57 @@ def run(
         _kill(proc, own_session)
         proc.wait()
         raise
+
+
+class Started:
+    """A subprocess running in the background (see :func:`start`): its output is collected by a
+    thread, so a chatty program never blocks on a full pipe while the caller does other work."""
+
+    def __init__(self, proc: subprocess.Popen[str], argv: list[str]) -> None:
+        self.proc = proc
+        self.argv = argv
+        self._out = ("", "")
+        self._collector = threading.Thread(target=self._collect, name=f"output of {argv[0]}", daemon=True)
+        self._collector.start()
+
+    def _collect(self) -> None:
+        out, err = self.proc.communicate()
+        self._out = (out or "", err or "")
+
+    def poll(self) -> int | None:
+        return self.proc.poll()
+
+    def kill(self) -> None:
+        _kill(self.proc, False)
+
+    def wait(self, timeout: float | None) -> Completed:
+        """Wait until it exits; after ``timeout`` seconds it is killed (``timed_out`` set)."""
+        self._collector.join(timeout)
+        if self._collector.is_alive():
+            self.kill()
+            self._collector.join(10)
+            return Completed(self.argv, self.proc.returncode or -9, *self._out, timed_out=True)
+        return Completed(self.argv, self.proc.returncode, *self._out)
+
+
+def start(argv: list[str], *, what: str, install: str = "") -> Started:
+    """Start ``argv`` (stdin from /dev/null, stdout and stderr captured) and return at once; the
+    caller must :meth:`Started.wait` for it. Raises :class:`ProgramNotFoundError` as :func:`run`."""
+    try:
+        proc = subprocess.Popen(
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            errors="replace",
+        )
+    except FileNotFoundError as exc:
+        raise ProgramNotFoundError(
+            f"Cannot {what}: {argv[0]!r} is not installed or not on PATH.{' ' + install if install else ''}",
+            argv=argv,
+        ) from exc
+    return Started(proc, argv)
 
 
 def _kill(proc: subprocess.Popen[str], own_session: bool) -> None:

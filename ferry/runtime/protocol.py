@@ -14,6 +14,14 @@ from ferry.options import DumpOptions, RestoreOptions
 from ferry.runtime.model import Changes, CheckpointStats, ContainerInfo
 
 
+class CheckpointExport(Protocol):
+    """Podman's export as it is written (:meth:`Runtime.checkpoint_stream`)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+    def finish(self) -> CheckpointStats: ...
+    def size_hint(self) -> int: ...
+
+
 class Runtime(Protocol):
     # -- containers
     def inspect(self, container: str) -> ContainerInfo: ...
@@ -34,9 +42,15 @@ class Runtime(Protocol):
     # -- freezing, checkpoint, restore
     def freeze(self, info: ContainerInfo, timeout: float = 30) -> Path: ...
     def thaw(self, knob: Path) -> None: ...
-    def checkpoint(
-        self, info: ContainerInfo, export: Path, *, leave_running: bool, options: DumpOptions | None = None
-    ) -> CheckpointStats: ...
+    def checkpoint_stream(
+        self,
+        info: ContainerInfo,
+        fifo: Path,
+        *,
+        leave_running: bool,
+        options: DumpOptions | None = None,
+        timeout: float = ...,
+    ) -> contextlib.AbstractContextManager[CheckpointExport]: ...
     def restore_import(
         self,
         archive: Path,

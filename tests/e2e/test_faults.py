@@ -1,4 +1,4 @@
-"""Faults on real CRIU: kill -9 at known points, a dump CRIU refuses, a full staging disk, two
+"""Faults on real CRIU: kill -9 at known points, Podman killed mid-export, a dump CRIU refuses, a full staging disk, two
 snapshots at once. Nothing is lost, nothing half-done, no container runs twice."""
 
 from __future__ import annotations
@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from ferry.errors import CheckpointError, FerryError
+from flows.restore import restore
 from flows.snapshot import snapshot
 from storage.store import ArchiveStore
 from tests.helpers import ULIMITS, Host, env_with, wait_for
@@ -196,3 +197,125 @@ def test_full_staging_disk_fails_clearly_and_keeps_the_container(
         assert ArchiveStore(f"file://{tmp_path}/store").incomplete() == []
     finally:
         subprocess.run(["umount", "-l", str(small)], check=False)
+
+
+def _checkpoint_processes(staging: Path) -> list[int]:
+    """Podman checkpoint processes exporting into a FIFO under ``staging``."""
+    found = []
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            argv = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"checkpoint" in argv and any(str(staging).encode() in a for a in argv):
+            found.append(int(proc.name))
+    return found
+
+
+def _checkpoint_events(host: Host, name: str) -> int:
+    out = host.podman("events", "--stream=false", "--filter", "event=checkpoint", "--filter", f"container={name}")
+    return len(out.stdout.splitlines())
+
+
+@pytest.fixture
+def paused_at_export(cli, tmp_path: Path):  # type: ignore[no-untyped-def]
+    """Start a snapshot that pauses in the middle of Podman's export; release() lets it go on.
+    A test that fails while it is paused does not leave it running."""
+    started: list[subprocess.Popen[str]] = []
+    hanging = Path(f"{tmp_path}/faults.hanging")
+
+    def start(*args: str) -> subprocess.Popen[str]:
+        proc = cli(*args, hang="export")
+        started.append(proc)
+        wait_for(lambda: hanging.exists() or proc.poll() is not None, what="the export")
+        assert proc.poll() is None, proc.communicate()
+        return proc
+
+    def release(proc: subprocess.Popen[str]) -> tuple[str, str]:
+        hanging.unlink()
+        return proc.communicate(timeout=600)
+
+    start.release = release  # type: ignore[attr-defined]
+    yield start
+    for proc in started:
+        if proc.poll() is None:
+            hanging.unlink(missing_ok=True)
+            try:
+                proc.communicate(timeout=300)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.communicate()
+
+
+def test_podman_killed_mid_export_leaves_nothing_and_rolls_back(host: Host, paused_at_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    first = paused_at_export("snapshot", "app", "--to", store)
+    [podman] = _checkpoint_processes(tmp_path / "staging")  # still exporting: blocked on the FIFO
+    os.kill(podman, signal.SIGKILL)
+
+    _, err = paused_at_export.release(first)  # ferry reads on: an export that ends early
+    assert first.returncode == 1, err
+    assert "podman was killed (signal 9)" in err and "restored on this host" in err, err
+    assert _checkpoint_processes(tmp_path / "staging") == []
+    assert list((tmp_path / "staging").rglob("dump.*")) == [], "a FIFO or a partial dump copy was left"
+    assert ArchiveStore(store).archives() == [] and ArchiveStore(store).incomplete() == []
+    assert host.state("app") == "running" and _counting(host, "app")
+
+
+def test_leave_running_thaws_before_podman_finishes_its_export(host: Host, paused_at_export, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    log = Path(host.podman("container", "mount", "app").stdout.strip()) / "data" / "log"
+    first = paused_at_export("snapshot", "app", "--to", store, "--leave-running")
+    assert _checkpoint_processes(tmp_path / "staging"), "Podman should still be exporting"
+    # While Podman's export is still being read (and `podman exec` would wait for its lock), the
+    # container already runs: its log grows, read from the host.
+    before = log.stat().st_size
+    wait_for(lambda: log.stat().st_size > before, what="the container to run during the export")
+    _, err = paused_at_export.release(first)
+    assert first.returncode == 0, err
+    [entry] = ArchiveStore(store).archives("app")
+    times = entry.sidecar.manifest.timestamps
+    assert times["dump_started"] < times["thawed"] < times["dump_finished"], times
+
+
+def test_a_failed_streamed_archive_is_rebuilt_from_the_dump_copy_in_the_same_run(
+    host: Host, tmp_path: Path, prefect_harness: None, staging: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    faults = tmp_path / "faults"
+    faults.write_text("archive\n")  # the archive streamed during the dump fails; the dump does not
+    monkeypatch.setenv("FERRY_FAULTS_FILE", str(faults))
+
+    result = snapshot("app", store, leave_running=True)
+
+    assert faults.read_text() == ""
+    assert _checkpoint_events(host, "app") == 1
+    assert [e.url for e in ArchiveStore(store).archives("app")] == [result.url]
+    assert ArchiveStore(store).incomplete() == []
+    restored = restore(result.url, name="copy")
+    assert restored.name == "copy" and _counting(host, "copy")
+
+
+def test_archive_failing_after_the_dump_is_retried_without_a_second_dump(
+    host: Host, tmp_path: Path, prefect_harness: None, staging: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    host.run_workload("app")
+    store = f"file://{tmp_path}/store"
+    faults = tmp_path / "faults"
+    faults.write_text("archive\narchive\n")  # the streamed archive, then its rebuild from the dump's copy
+    monkeypatch.setenv("FERRY_FAULTS_FILE", str(faults))
+
+    result = snapshot.with_options(retries=1, retry_delay_seconds=0)("app", store, leave_running=True)
+
+    assert faults.read_text() == "", "both archive attempts of the first try should have failed"
+    assert _checkpoint_events(host, "app") == 1, "the retry dumped the container again"
+    assert [e.url for e in ArchiveStore(store).archives("app")] == [result.url]
+    assert ArchiveStore(store).incomplete() == []
+    assert _counting(host, "app")
+    restored = restore(result.url, name="copy")
+    assert restored.name == "copy" and _counting(host, "copy")

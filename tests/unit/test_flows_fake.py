@@ -71,13 +71,26 @@ def test_snapshot_failing_after_the_dump_rolls_back(
     fake: FakeRuntime, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     faults = tmp_path / "faults"
-    faults.write_text("archive\n")
+    faults.write_text("archive\narchive\n")  # the streamed archive, then its rebuild from dump.tar
     monkeypatch.setenv(FAULTS, str(faults))
     with pytest.raises(FerryError, match="Injected fault in stage 'archive'"):
         snapshot("app", store)
     assert fake.called("restore_local"), "the stopped container was not restored"
     assert fake.containers["app"].state == "running"
     assert ArchiveStore(store).archives("app") == []
+    assert ArchiveStore(store).incomplete() == []
+
+
+def test_snapshot_whose_streamed_archive_fails_is_rebuilt_from_the_dump_copy(
+    fake: FakeRuntime, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    faults = tmp_path / "faults"
+    faults.write_text("archive\n")
+    monkeypatch.setenv(FAULTS, str(faults))
+    result = snapshot("app", store)
+    assert [e.url for e in ArchiveStore(store).archives("app")] == [result.url]
+    assert len(fake.called("checkpoint")) == 1 and not fake.called("restore_local")
+    assert ArchiveStore(store).incomplete() == []
 
 
 def test_snapshot_of_a_missing_container_touches_nothing(fake: FakeRuntime, store: str) -> None:

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 from prefect.utilities.hashing import hash_objects
 
-from ferry.errors import ContainerNotFoundError, RuntimeCommandError
-from ferry.runtime import Podman, ProgramNotFoundError, run, run_tool
+from ferry.errors import CheckpointError, ContainerNotFoundError, RuntimeCommandError
+from ferry.runtime import ContainerInfo, Podman, ProgramNotFoundError, run, run_tool
 from ferry.runtime import tools as runtime_tools
 from storage.ref import StoreRef, store_of
 
@@ -84,3 +84,80 @@ def test_store_ref_hashes_stably_and_by_value() -> None:
 
 def test_store_of() -> None:
     assert store_of("s3://b/ferry/app/2026-app.tar.zst") == "s3://b/ferry"
+
+
+# -- the checkpoint export read from a FIFO (sh stands in for podman: $4 is the --export path) ------
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
+
+
+def _info() -> ContainerInfo:
+    return ContainerInfo("c" * 64, "app", "running", 1, "", "", "")
+
+
+def test_checkpoint_stream_reads_what_podman_writes_and_removes_the_fifo(tmp_path: Path) -> None:
+    fifo = tmp_path / "dump.fifo"
+    podman = _sh('head -c 3000000 /dev/urandom > "$4"; echo \'{"podman_checkpoint_duration": 7}\'')
+    with podman.checkpoint_stream(_info(), fifo, leave_running=True) as export:
+        assert fifo.exists()
+        got = 0
+        while block := export.read(1 << 20):
+            got += len(block)
+        stats = export.finish()
+    assert got == 3000000 and stats.total_us == 7
+    assert not fifo.exists()
+
+
+def test_checkpoint_stream_of_a_podman_failing_before_its_export(tmp_path: Path) -> None:
+    fifo = tmp_path / "dump.fifo"
+    podman = _sh("echo 'Error: CRIU failed' >&2; exit 125")
+    with (
+        pytest.raises(CheckpointError, match="Cannot checkpoint container 'app'") as info,
+        podman.checkpoint_stream(_info(), fifo, leave_running=True),
+    ):
+        pytest.fail("no export to read")
+    assert "CRIU failed" in str(info.value.stderr) and not fifo.exists()
+
+
+def test_checkpoint_stream_of_a_podman_killed_mid_export(tmp_path: Path) -> None:
+    fifo, pidfile = tmp_path / "dump.fifo", tmp_path / "pid"
+    podman = _sh(f'echo $$ > {pidfile}; head -c 100000 /dev/zero > "$4"; exec sleep 300')
+    with (
+        pytest.raises(CheckpointError, match=r"podman was killed \(signal 9\)"),
+        podman.checkpoint_stream(_info(), fifo, leave_running=True) as export,
+    ):
+        assert len(export.read(1 << 20)) > 0
+        os.kill(int(pidfile.read_text()), 9)
+        while export.read(1 << 20):
+            pass  # an early end of the export
+        export.finish()
+    assert not fifo.exists() and not _alive(int(pidfile.read_text()))
+
+
+def test_checkpoint_stream_abandoned_by_its_reader_lets_podman_finish(tmp_path: Path) -> None:
+    fifo, pidfile = tmp_path / "dump.fifo", tmp_path / "pid"
+    podman = _sh(f'echo $$ > {pidfile}; exec head -c 50000000 /dev/zero > "$4"')
+    with (
+        pytest.raises(RuntimeError, match="reader failed"),
+        podman.checkpoint_stream(_info(), fifo, leave_running=True) as export,
+    ):
+        export.read(1 << 16)
+        raise RuntimeError("reader failed")
+    assert not fifo.exists() and not _alive(int(pidfile.read_text()))
+
+
+def test_checkpoint_stream_of_a_podman_that_never_exports_times_out(tmp_path: Path) -> None:
+    fifo, pidfile = tmp_path / "dump.fifo", tmp_path / "pid"
+    podman = _sh(f"echo $$ > {pidfile}; exec sleep 300")
+    with (
+        pytest.raises(CheckpointError, match="did not start its export within 1 s"),
+        podman.checkpoint_stream(_info(), fifo, leave_running=True, timeout=1),
+    ):
+        pytest.fail("no export to read")
+    assert not fifo.exists() and not _alive(int(pidfile.read_text()))
