@@ -342,6 +342,32 @@ def open_archive(archive_url: str, storage_options: dict[str, Any] | None = None
         yield f
 
 
+@contextlib.contextmanager
+def stream_archive(archive_url: str, storage_options: dict[str, Any] | None = None) -> Iterator[_StoreReader]:
+    """The archive's bytes, to read once from start to end with no local copy. A failure of the
+    store while reading (a cut connection the backend gave up on) comes out of ``read`` as a
+    :class:`StoreError` naming the URL; what the caller raises itself passes unchanged."""
+    fs, path = filesystem(archive_url, storage_options)
+    with translated("read", archive_url):
+        f = fs.open(path, "rb", block_size=CHUNK)
+    try:
+        yield _StoreReader(f, archive_url)
+    finally:
+        with contextlib.suppress(Exception):
+            f.close()
+
+
+class _StoreReader:
+    """The read side of :func:`stream_archive`: backend errors become :class:`StoreError`."""
+
+    def __init__(self, f: Any, url: str) -> None:
+        self._f, self._url = f, url
+
+    def read(self, size: int = -1, /) -> bytes:
+        with translated("read", self._url):
+            return bytes(self._f.read(size))
+
+
 def download(
     archive_url: str,
     dest: Path,

@@ -51,6 +51,15 @@ def test_snapshot_stop_mode_then_restore(fake: FakeRuntime, store: str) -> None:
     assert fake.containers["copy"].state == "running"
 
 
+def test_an_archive_without_a_sidecar_is_restored_in_two_passes(fake: FakeRuntime, store: str) -> None:
+    """No sidecar (a Podman export, say): download, verify, then prepare import from the local copy."""
+    url = snapshot("app", store, leave_running=True).url
+    Path(url.removeprefix("file://") + ".ferry.json").unlink()
+    restored = restore(url, name="copy", allow_unverified=True, allow_unsigned=True)
+    assert (restored.name, restored.state) == ("copy", "running")
+    assert fake.called("image_mounted")
+
+
 def test_snapshot_leave_running_with_image_then_restore_latest_on_a_host_without_it(
     fake: FakeRuntime, store: str
 ) -> None:
