@@ -38,10 +38,12 @@ class Claims:
         ref = manifest.container
         if not ref.image_id:
             return None
+        for d in manifest.members:
+            nested.kind_of(d.name)  # refuses what the walk would: e.g. volumes/<not a volume name>.tar
         volumes = frozenset(v for d in manifest.members if (v := nested.volume_name(d.name)) is not None)
         bad = [f"image id {ref.image_id!r}"] if not ID_RE.match(ref.image_id) else []
         bad += [f"container name {ref.name!r}"] if not NAME_RE.match(ref.name) else []
-        bad += [f"volume name {v!r}" for v in sorted(volumes) if not NAME_RE.match(v)]
+        bad += [f"volume name {v!r}" for v in sorted(volumes) if not NAME_RE.match(v)]  # (kind_of checked them)
         if len(ref.image_name) > MAX_IMAGE_NAME or not _IMAGE_NAME.match(ref.image_name):
             bad.append(f"image name {ref.image_name[:100]!r}")
         if bad:
