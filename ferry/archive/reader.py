@@ -34,7 +34,7 @@ from ferry.archive.policy import (
 )
 from ferry.archive.rebuild import MAX_JSON_BYTES, rebuild
 from ferry.archive.rebuild_context import RebuildContext
-from ferry.archive.streams import FullReads, HashingReader, Readable, drain
+from ferry.archive.streams import FullReads, HashingReader, Readable, drain, tar_stream
 from ferry.errors import (
     ArchiveError,
     IntegrityError,
@@ -187,7 +187,7 @@ def _walk(
         with decompressing(outer) as (compression, plain):
             report = Report(compression)
             bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive", digest=False)
-            out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink else None
+            out = tar_stream(sink, "w|") if sink else None
             try:
                 pending = _members(bounded, report, out, check_diff_path, ctx, verify_ctx)
             finally:
@@ -243,7 +243,7 @@ def _members(
     ctx: RebuildContext,
     verify_ctx: RebuildContext | None = None,
 ) -> _Pending:
-    tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+    tar = tar_stream(stream, "r|")
     seen: set[str] = set()
     pending = _Pending()
     for info in tar:
@@ -283,10 +283,10 @@ def _members(
     report.volumes = rebuilt.volumes
     pending.spec = rebuilt.spec
     if out is not None:
-        for member, data in [*rebuilt.members.items(), *([(m.MANIFEST, pending.manifest)] if pending.manifest else [])]:
+        for member, body in [*rebuilt.members.items(), *([(m.MANIFEST, pending.manifest)] if pending.manifest else [])]:
             clean = tarfile.TarInfo(member)
-            clean.size, clean.mode = len(data), 0o600
-            out.addfile(clean, io.BytesIO(data))
+            clean.size, clean.mode = len(body), 0o600
+            out.addfile(clean, io.BytesIO(body))
     return pending
 
 

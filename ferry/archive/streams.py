@@ -5,12 +5,19 @@ from __future__ import annotations
 
 import hashlib
 import io
+import tarfile
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
 
 from ferry.errors import UnsafeArchiveError
 
 CHUNK = 1 << 20
+#: tarfile's stream record buffer (10 KiB by default) for the outer archive, a few dozen members:
+#: a chunk, so a member streams through the hashing and counting wrappers in a few large reads.
+TAR_BUFFER = CHUNK
+#: For nested tars, which may hold a great many small entries: tarfile copies what is left of its
+#: buffer on every read and write, so a smaller one keeps each header cheap.
+NESTED_TAR_BUFFER = 64 << 10
 
 
 class HashingWriter(io.RawIOBase):
@@ -136,3 +143,11 @@ class FullReads:
             parts.append(more)
             got += len(more)
         return b"".join(parts)
+
+
+def tar_stream(fileobj: object, mode: str, bufsize: int = TAR_BUFFER) -> tarfile.TarFile:
+    """tarfile's stream mode (``"r|"`` or ``"w|"``, PAX) with a ``bufsize`` record buffer, and
+    members copied a chunk at a time (16 KiB by default)."""
+    tar: tarfile.TarFile = tarfile.open(fileobj=fileobj, mode=mode, bufsize=bufsize, format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
+    tar.copybufsize = CHUNK  # type: ignore[attr-defined]  # TarFile has it (3.8+); typeshed does not say so
+    return tar
