@@ -52,15 +52,14 @@ def one(clock: Clock, host: Host, work: Path, rep: int) -> None:
     from ferry.staging import new_run_dir, remove_run_dir
     from storage.ref import StoreRef
     from tasks.archive import build_archive
-    from tasks.download import download
     from tasks.dump import dump
     from tasks.freeze import frozen
     from tasks.inspect import inspect
-    from tasks.prepare_import import prepare_import
     from tasks.publish import publish
+    from tasks.receive import receive
     from tasks.restore import restore
     from tasks.rootfs_diff import rootfs_diff
-    from tasks.verify import verify
+    from tasks.sidecar import read_announced
 
     name = f"p{rep}"
     host.podman("run", "-d", "--name", name, *ULIMITS, IMAGE, "sleep", "100000")
@@ -86,9 +85,8 @@ def one(clock: Clock, host: Host, work: Path, rep: int) -> None:
 
     start = time.perf_counter()
     staging = new_run_dir("restore", name)
-    fetched = stage("restore: download", download, url, staging, ref)
-    verified = stage("restore: verify", verify, fetched)
-    prepared = stage("restore: prepare-import", prepare_import, verified, f"{name}r")
+    announced = stage("restore: sidecar", read_announced, url, ref)
+    prepared = stage("restore: receive", receive, announced, staging, ref, f"{name}r")
     stage("restore: restore", restore, prepared)
     remove_run_dir(staging)
     clock.add("restore (stages, no Prefect)", time.perf_counter() - start)

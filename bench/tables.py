@@ -27,8 +27,9 @@ def snapshot_table(d: SnapData) -> Table:
 
 
 def restore_table(d: RestoreData) -> Table:
-    return Table("2. Restore from a local store", "ferry: the restore flow (download, verify, prepare import, "
-                 "`podman container restore --import`). Baseline: `podman container restore --import`.", [
+    return Table("2. Restore from a local store", "ferry: the restore flow (sidecar, receive: one pass from the store "
+                 "to the tar Podman imports, `podman container restore --import`). "
+                 "Baseline: `podman container restore --import`.", [
         _ratio_row("wall time vs podman import of the same (ferry) archive", d.podman_same, d.ferry, 0.8),
         _ratio_row("wall time vs podman import of Podman's own export", d.podman_own, d.ferry, 0.8),
     ])  # fmt: skip

@@ -1,5 +1,10 @@
-"""Restore flow: [locate | get ready + await the archive] -> download -> verify -> [load image] -> prepare import
--> CRIU restore. The second way in is a migration's hand-off (:mod:`tasks.handoff`)."""
+"""Restore flow: [locate | get ready -> await archive] -> sidecar -> [load image] -> receive -> CRIU restore.
+
+Receive is one pass from the store to the tar Podman imports (download, decrypt, decompress,
+verify, rewrite). An archive without a sidecar naming its image (a Podman export) goes
+sidecar -> download -> verify -> [load image] -> prepare import -> CRIU restore instead. The
+second way in is a migration's hand-off (:mod:`tasks.handoff`): the restore gets ready and waits
+for the archive's URL."""
 
 from __future__ import annotations
 
@@ -18,10 +23,12 @@ from tasks.handoff import await_archive_task, get_ready_task
 from tasks.load_image import load_image_task
 from tasks.locate import locate_task
 from tasks.prepare_import import prepare_import_task
+from tasks.receive import receive_task
 from tasks.restore import Restored, restore_task
+from tasks.sidecar import sidecar_task
 from tasks.verify import verify_task
 
-#: The whole run (download, verify, restore); the CRIU restore itself has its own `timeout_seconds`.
+#: The whole run (receive, restore); the CRIU restore itself has its own `timeout_seconds`.
 RESTORE_FLOW_TIMEOUT_S = 6 * 3600
 
 
@@ -87,10 +94,15 @@ def restore(
             raise UsageError("Name the archive to restore (its URL), or a container with `latest`.")
         staging = new_run_dir("restore", archive.rstrip("/").rsplit("/", 1)[-1])
     ref = StoreRef(store_of(archive), storage_options, storage_secret)
-    fetched = download_task(archive, staging, ref)
-    verified = verify_task(fetched, allow_unverified, allow_unsigned)
-    load_image_task(verified, ref)
-    prepared = prepare_import_task(verified, name, options)
+    announced = sidecar_task(archive, ref, allow_unsigned)
+    if announced.claims is not None:
+        load_image_task(announced.claims.image_id, announced.claims.image_name, staging, ref)
+        prepared = receive_task(announced, staging, ref, name, options, allow_unsigned)
+    else:
+        fetched = download_task(archive, staging, ref)
+        verified = verify_task(fetched, allow_unverified, allow_unsigned)
+        load_image_task(verified.report.image_id, verified.report.image_name, staging, ref)
+        prepared = prepare_import_task(verified, name, options)
     restored = restore_task(prepared, timeout_seconds)
     remove_run_dir(staging)
     return restored

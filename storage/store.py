@@ -16,6 +16,8 @@ from __future__ import annotations
 import contextlib
 import os
 import posixpath
+import queue
+import threading
 import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
@@ -340,6 +342,97 @@ def open_archive(archive_url: str, storage_options: dict[str, Any] | None = None
     fs, path = filesystem(archive_url, storage_options)
     with translated("read", archive_url, wraps_caller=True), fs.open(path, "rb", block_size=CHUNK) as f:
         yield f
+
+
+@contextlib.contextmanager
+def stream_archive(
+    archive_url: str, storage_options: dict[str, Any] | None = None
+) -> Iterator[_StoreReader | _ReadAhead]:
+    """The archive's bytes, to read once from start to end with no local copy (from an object
+    store, read ahead in a thread). A failure of the
+    store while reading (a cut connection the backend gave up on) comes out of ``read`` as a
+    :class:`StoreError` naming the URL; what the caller raises itself passes unchanged."""
+    fs, path = filesystem(archive_url, storage_options)
+    with translated("read", archive_url):
+        f = fs.open(path, "rb", block_size=CHUNK)
+    reader = _StoreReader(f, archive_url)
+    ahead = None if is_local(fs) else _ReadAhead(reader)
+    try:
+        yield ahead or reader
+    finally:
+        if ahead is not None:
+            ahead.close()
+        with contextlib.suppress(Exception):
+            f.close()
+
+
+class _StoreReader:
+    """The read side of :func:`stream_archive`: backend errors become :class:`StoreError`."""
+
+    def __init__(self, f: Any, url: str) -> None:
+        self._f, self._url = f, url
+
+    def read(self, size: int = -1, /) -> bytes:
+        with translated("read", self._url):
+            return bytes(self._f.read(size))
+
+
+class _ReadAhead:
+    """An object store's bytes fetched a block ahead, in a thread: the next request is under way
+    while the reader decompresses, hashes and writes (at most ``depth`` blocks held). A failure
+    of the store is raised to the reader where it would have come."""
+
+    def __init__(self, source: _StoreReader, depth: int = 2) -> None:
+        self._source = source
+        self._blocks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
+        self._stop = threading.Event()
+        self._buf = memoryview(b"")
+        self._eof = False
+        self._thread = threading.Thread(target=self._fetch, name="ferry-read-ahead", daemon=True)
+        self._thread.start()
+
+    def _fetch(self) -> None:
+        try:
+            while not self._stop.is_set():
+                block = self._source.read(CHUNK)
+                self._put(block)
+                if not block:
+                    return
+        except BaseException as exc:  # handed to the reader
+            self._put(exc)
+
+    def _put(self, item: bytes | BaseException) -> None:
+        while not self._stop.is_set():
+            try:
+                self._blocks.put(item, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def read(self, size: int = -1, /) -> bytes:
+        parts = []
+        wanted = size if size >= 0 else None
+        while wanted is None or wanted > 0:
+            if not self._buf:
+                if self._eof:
+                    break
+                item = self._blocks.get()
+                if isinstance(item, BaseException):
+                    raise item
+                if not item:
+                    self._eof = True
+                    break
+                self._buf = memoryview(item)
+            take = len(self._buf) if wanted is None else min(wanted, len(self._buf))
+            parts.append(self._buf[:take])
+            self._buf = self._buf[take:]
+            if wanted is not None:
+                wanted -= take
+        return b"".join(parts)
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join()
 
 
 def download(

@@ -1,5 +1,9 @@
 """Prepare import: rewrite the verified archive into the tar ``podman container restore --import`` reads.
 
+This is the second pass of a restore of an archive without a sidecar (downloaded, then
+verified); archives with one are verified and rewritten in one pass by :mod:`tasks.receive`,
+with the checks defined here (name and volumes free, image present, the image's symlinks).
+
 Podman applies ``rootfs-diff.tar`` and ``deleted.files`` itself, in the same step as the CRIU
 restore, so ferry cannot run between the two. What ferry controls is what Podman gets, written
 by ferry itself (:func:`ferry.archive.reader.rewrite`): ``config.dump`` and ``spec.dump`` rebuilt
@@ -36,6 +40,10 @@ class Prepared:
     criu_config: Path | None = None  # the CRIU config file the spec names (written by the restore stage)
 
 
+#: The tar Podman imports, in the run's staging directory.
+IMPORT_TAR = "podman-import.tar"
+
+
 class ImageLinkCheck:
     """Refuses diff paths whose parent directories are symlinks in the image."""
 
@@ -68,22 +76,14 @@ def host_facts(runtime: Runtime, staging: Path) -> HostFacts:
     return HostFacts(volume_path, cgroup_manager, oci_runtime, runtime.reference_spec(staging))
 
 
-def prepare_import(
-    verified: Verified,
-    name: str | None = None,
-    runtime: Runtime | None = None,
-    options: RestoreOptions | None = None,
-) -> Prepared:
-    runtime = runtime or current()
-    options = options or RestoreOptions()
-    report = verified.report
-    target = name or report.name
+def check_free(runtime: Runtime, target: str, volumes: frozenset[str]) -> None:
+    """The container's name and its named volumes must not exist on this host: ferry overwrites nothing."""
     if target and runtime.exists(target):
         raise ContainerStateError(
             f"A container named {target!r} already exists on this host; ferry leaves it alone. "
             "Restore under another name with --name, or remove the existing one first."
         )
-    taken = [v for v in sorted(report.volumes) if runtime.volume_exists(v)]
+    taken = [v for v in sorted(volumes) if runtime.volume_exists(v)]
     if taken:
         raise ContainerStateError(
             f"The archive carries the named volume(s) {', '.join(taken)}, and a volume of that name already "
@@ -91,28 +91,56 @@ def prepare_import(
             "overwrites an existing one: remove it (`podman volume rm NAME`, after saving what it holds) or "
             "restore on another host."
         )
-    if not report.image_id or not runtime.image_exists(report.image_id):
+
+
+def require_image(runtime: Runtime, image_id: str, image_name: str) -> None:
+    if not image_id or not runtime.image_exists(image_id):
         raise RestoreError(
-            f"The container's image {report.image_name or '?'} (id {report.image_id[:12] or '?'}) "
+            f"The container's image {image_name or '?'} (id {image_id[:12] or '?'}) "
             "is not on this host, and Podman needs the very same image id to restore. Copy it "
             "from the source host (`podman save IMAGE | podman load`) and run the restore again."
         )
-    staging = verified.fetched.path.parent
-    out = staging / "podman-import.tar"
+
+
+def host_context(runtime: Runtime, staging: Path, options: RestoreOptions) -> tuple[RebuildContext, Path | None]:
+    """What the rewrite measures the archive against on this host, and the CRIU config file the
+    rebuilt spec names (None: none)."""
     criu_config = staging / "criu-restore.conf" if options.tcp_close else None
     ctx = RebuildContext(
         policy=restore_policy.load(),
         host=host_facts(runtime, staging),
         criu_config=str(criu_config) if criu_config else None,
     )
+    return ctx, criu_config
+
+
+def prepare_import(
+    verified: Verified,
+    name: str | None = None,
+    runtime: Runtime | None = None,
+    options: RestoreOptions | None = None,
+) -> Prepared:
+    """The second pass of a restore without a sidecar: rewrite the verified local copy."""
+    runtime = runtime or current()
+    options = options or RestoreOptions()
+    report = verified.report
+    check_free(runtime, name or report.name, report.volumes)
+    require_image(runtime, report.image_id, report.image_name)
+    staging = verified.fetched.path.parent
+    out = staging / IMPORT_TAR
+    ctx, criu_config = host_context(runtime, staging, options)
     with (
         progress.stage("prepare-import", total=verified.fetched.size) as stage,
         runtime.image_mounted(report.image_id) as image_root,
     ):
         check = ImageLinkCheck(image_root)
-        with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
-            opened = open_plain(stage.reader(src), verified.fetched.sidecar, keys.encryption_key())
-            rewrite(opened.plain, sink, expected=report, check_diff_path=check, ctx=ctx)
+        try:
+            with verified.fetched.path.open("rb") as src, out.open("wb") as sink:
+                opened = open_plain(stage.reader(src), verified.fetched.sidecar, keys.encryption_key())
+                rewrite(opened.plain, sink, expected=report, check_diff_path=check, ctx=ctx)
+        except BaseException:
+            out.unlink(missing_ok=True)
+            raise
     return Prepared(out, name, report, options, criu_config)
 
 

@@ -36,7 +36,7 @@ from typing import BinaryIO
 
 from ferry.archive import members as m
 from ferry.archive.policy import confined, entry_kind
-from ferry.archive.streams import HashingReader, Readable
+from ferry.archive.streams import NESTED_TAR_BUFFER, HashingReader, Readable, tar_stream
 from ferry.errors import IntegrityError, UnsafeArchiveError
 
 SETID = stat.S_ISUID | stat.S_ISGID
@@ -252,8 +252,8 @@ def _copy_entries(
     sink: BinaryIO | None,
     on_entry: Callable[[str], None] | None,
 ) -> None:
-    inner = tarfile.open(fileobj=source, mode="r|")  # type: ignore[call-overload]
-    out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink is not None else None
+    inner = tar_stream(source, "r|", NESTED_TAR_BUFFER)
+    out = tar_stream(sink, "w|", NESTED_TAR_BUFFER) if sink is not None else None
     try:
         for entry in _entries(inner):
             name = checker.check(entry)

@@ -32,6 +32,8 @@ from ferry.errors import UnsafeArchiveError
 WHERE = "config.dump"
 _ID = re.compile(r"^[0-9a-f]{64}$")
 _NAME = re.compile(r"^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,252}$")
+#: What an image id and a container or volume name must look like (also for the manifest's claims).
+ID_RE, NAME_RE = _ID, _NAME
 _TZ = re.compile(r"^(local|[A-Za-z0-9_+-]{1,64}(/[A-Za-z0-9_+-]{1,64}){0,3})$")
 _VOLUME_OPTIONS = frozenset(
     [

@@ -1,6 +1,6 @@
-"""Read an untrusted checkpoint archive as a stream: verify it, or rewrite it for Podman.
+"""Read an untrusted checkpoint archive as a stream: verify it, rewrite it for Podman, or both at once.
 
-Both passes walk the archive once, in order, without extracting anything: each member is hashed
+Each walks the archive once, in order, without extracting anything: each member is hashed
 while it streams past, the rootfs diff's own entries are checked one by one, and the manifest at
 the end is compared with what was actually seen. Any surprise raises an :class:`ArchiveError`.
 """
@@ -34,7 +34,7 @@ from ferry.archive.policy import (
 )
 from ferry.archive.rebuild import MAX_JSON_BYTES, rebuild
 from ferry.archive.rebuild_context import RebuildContext
-from ferry.archive.streams import FullReads, HashingReader, Readable, drain
+from ferry.archive.streams import FullReads, HashingReader, Readable, drain, tar_stream
 from ferry.errors import (
     ArchiveError,
     IntegrityError,
@@ -92,6 +92,8 @@ class _Pending:
     criu_images: dict[str, bytes] = field(default_factory=dict)
     #: the spec Podman gets (rebuilt): what the CRIU images may not exceed
     spec: dict[str, Any] | None = None
+    #: specs rebuilt for other contexts too (a one-pass restore: verify's host-independent one)
+    also_specs: list[dict[str, Any]] = field(default_factory=list)
 
 
 def expansion_limit(sidecar: Sidecar | None) -> int:
@@ -143,6 +145,33 @@ def rewrite(
     return report
 
 
+def receive(
+    source: Readable,
+    sink: BinaryIO,
+    *,
+    sidecar: Sidecar,
+    ctx: RebuildContext,
+    verify_ctx: RebuildContext,
+    check_diff_path: Callable[[str], None] | None = None,
+) -> Report:
+    """Verify and rewrite in one pass: every check :func:`verify` runs (against the sidecar,
+    with ``verify_ctx``, as ``ferry verify`` would) and every check :func:`rewrite` runs (with
+    this host's ``ctx``), while the rewrite streams into ``sink``.
+
+    What was written is usable only when this returns: the manifest, the sidecar's hashes and
+    the CRIU images' credentials are checked at the end. The caller checks what it assumed
+    before the walk (:class:`ferry.archive.claims.Claims`) against the returned report."""
+    return _walk(
+        source,
+        sidecar=sidecar,
+        require_manifest=True,
+        sink=sink,
+        check_diff_path=check_diff_path,
+        ctx=ctx,
+        verify_ctx=verify_ctx,
+    )
+
+
 def _walk(
     source: Readable,
     *,
@@ -151,15 +180,16 @@ def _walk(
     sink: BinaryIO | None,
     ctx: RebuildContext,
     check_diff_path: Callable[[str], None] | None = None,
+    verify_ctx: RebuildContext | None = None,
 ) -> Report:
     outer = HashingReader(FullReads(source))
     try:
         with decompressing(outer) as (compression, plain):
             report = Report(compression)
             bounded = HashingReader(plain, limit=expansion_limit(sidecar), what="archive", digest=False)
-            out = tarfile.open(fileobj=sink, mode="w|", format=tarfile.PAX_FORMAT) if sink else None
+            out = tar_stream(sink, "w|") if sink else None
             try:
-                pending = _members(bounded, report, out, check_diff_path, ctx)
+                pending = _members(bounded, report, out, check_diff_path, ctx, verify_ctx)
             finally:
                 if out is not None:
                     out.close()
@@ -184,8 +214,9 @@ def _walk(
 
 def _check_credentials(pending: _Pending) -> None:
     """CRIU's images may not grant the restored processes more than the (rebuilt) spec does."""
-    grants = Grants.from_spec(pending.spec or {}, must_deny=seccomp_bpf.host_default_denials())
-    criu_images.check_core_images(pending.criu_images, grants)
+    for spec in [*pending.also_specs, pending.spec or {}]:
+        grants = Grants.from_spec(spec, must_deny=seccomp_bpf.host_default_denials())
+        criu_images.check_core_images(pending.criu_images, grants)
 
 
 def _blame_corruption(outer: HashingReader, sidecar: Sidecar | None, exc: Exception) -> None:
@@ -210,8 +241,9 @@ def _members(
     out: tarfile.TarFile | None,
     check_diff_path: Callable[[str], None] | None,
     ctx: RebuildContext,
+    verify_ctx: RebuildContext | None = None,
 ) -> _Pending:
-    tar = tarfile.open(fileobj=stream, mode="r|")  # type: ignore[call-overload]
+    tar = tar_stream(stream, "r|")
     seen: set[str] = set()
     pending = _Pending()
     for info in tar:
@@ -244,15 +276,17 @@ def _members(
         check_deleted_below_links(path, report.diff_symlinks)
     if m.CONFIG_DUMP not in pending.json or m.SPEC_DUMP not in pending.json:
         return pending  # check_complete names what is missing
+    if verify_ctx is not None:  # first, as a separate verify would have refused first
+        pending.also_specs.append(rebuild(pending.json, verify_ctx, frozenset(pending.volume_tars)).spec)
     rebuilt = rebuild(pending.json, ctx, frozenset(pending.volume_tars))
     report.name, report.image_id, report.image_name = rebuilt.name, rebuilt.image_id, rebuilt.image_name
     report.volumes = rebuilt.volumes
     pending.spec = rebuilt.spec
     if out is not None:
-        for member, data in [*rebuilt.members.items(), *([(m.MANIFEST, pending.manifest)] if pending.manifest else [])]:
+        for member, body in [*rebuilt.members.items(), *([(m.MANIFEST, pending.manifest)] if pending.manifest else [])]:
             clean = tarfile.TarInfo(member)
-            clean.size, clean.mode = len(data), 0o600
-            out.addfile(clean, io.BytesIO(data))
+            clean.size, clean.mode = len(body), 0o600
+            out.addfile(clean, io.BytesIO(body))
     return pending
 
 

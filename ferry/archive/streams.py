@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import io
 import queue
+import tarfile
 import threading
 from collections.abc import Callable
 from typing import BinaryIO, Protocol
@@ -13,6 +14,12 @@ from typing import BinaryIO, Protocol
 from ferry.errors import UnsafeArchiveError
 
 CHUNK = 1 << 20
+#: tarfile's stream record buffer (10 KiB by default) for the outer archive, a few dozen members:
+#: a chunk, so a member streams through the hashing and counting wrappers in a few large reads.
+TAR_BUFFER = CHUNK
+#: For nested tars, which may hold a great many small entries: tarfile copies what is left of its
+#: buffer on every read and write, so a smaller one keeps each header cheap.
+NESTED_TAR_BUFFER = 64 << 10
 
 
 class HashingWriter(io.RawIOBase):
@@ -208,3 +215,9 @@ class ThreadedDigest:
     def hexdigest(self) -> str:
         self._thread.wait()
         return self._hash.hexdigest()
+def tar_stream(fileobj: object, mode: str, bufsize: int = TAR_BUFFER) -> tarfile.TarFile:
+    """tarfile's stream mode (``"r|"`` or ``"w|"``, PAX) with a ``bufsize`` record buffer, and
+    members copied a chunk at a time (16 KiB by default)."""
+    tar: tarfile.TarFile = tarfile.open(fileobj=fileobj, mode=mode, bufsize=bufsize, format=tarfile.PAX_FORMAT)  # type: ignore[call-overload]
+    tar.copybufsize = CHUNK  # type: ignore[attr-defined]  # TarFile has it (3.8+); typeshed does not say so
+    return tar

@@ -7,6 +7,7 @@ once for this module: one of the usual image, one of an image holding ``/data/li
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import shutil
@@ -18,6 +19,7 @@ from pathlib import Path
 
 import pytest
 
+from ferry.errors import UnsafeArchiveError
 from ferry.verification import verify_source
 from flows.restore import restore
 from flows.snapshot import snapshot
@@ -159,4 +161,47 @@ def test_ferry_restore_refuses_and_changes_nothing(lab: Lab, name: str, tmp_path
     assert after_names == names, "a container was created"
     assert after_images == images, "the host's images changed"
     assert after_sentinel == sentinel, "the sentinel tree outside the container root changed"
+    assert lab.host.podman("container", "exists", "hostile-copy", check=False).returncode == 1
+
+
+def _config_contradicts_manifest(base: hc.Unpacked) -> hc.Hostile:
+    """Consistent in every hash (as an attacker who can write the bucket makes it), but config.dump
+    names another container than the manifest the one-pass restore prepared the host by."""
+    u = base.clone()
+    config = json.loads(u.find("config.dump").data or b"{}")
+    u.set("config.dump", json.dumps({**config, "name": "not-the-manifests"}).encode())
+    return hc.seal("config-contradicts-manifest", u, UnsafeArchiveError, "config.dump disagrees with its manifest")
+
+
+LAST_CHECKS = {
+    "config-contradicts-manifest": _config_contradicts_manifest,
+    "core-root-for-non-root-spec": lambda base: hc.core_root_for_non_root_spec(base, ""),
+}
+
+
+@pytest.mark.parametrize("name", sorted(LAST_CHECKS))
+def test_a_refusal_at_the_last_check_hands_podman_nothing(lab: Lab, name: str, tmp_path: Path, staging: Path) -> None:
+    """The one-pass restore writes the tar for Podman while it checks the archive. When a check
+    that can only run at the end fails (config.dump against the manifest's claims; the CRIU core
+    images' credentials against the rebuilt spec), the partial tar is gone, no container exists
+    and Podman was never asked to restore (nor shown the tar)."""
+    case = LAST_CHECKS[name](lab.bases["plain"])
+    url = hc.put_in_store(case, tmp_path / "store")
+    calls = tmp_path / "podman-calls"
+    wrapper = tmp_path / "podman"
+    wrapper.write_text(f'#!/bin/sh\nprintf "%s\\n" "$*" >> {calls}\nexec {lab.host.env_value} "$@"\n')
+    wrapper.chmod(0o755)
+    names, images, sentinel = lab.snapshot_of_host()
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("FERRY_PODMAN", str(wrapper))
+        with pytest.raises(case.error, match=case.match):
+            restore(url, name="hostile-copy")
+
+    ran = calls.read_text().splitlines()
+    assert any(line.startswith("image mount ") for line in ran), ran  # the one pass ran on this host
+    handed = [line for line in ran if line.startswith(("container restore", "restore")) or "podman-import" in line]
+    assert handed == [], ran
+    assert list(staging.rglob("podman-import.tar*")) == [], "a tar for Podman was left in staging"
+    assert lab.snapshot_of_host() == (names, images, sentinel)
     assert lab.host.podman("container", "exists", "hostile-copy", check=False).returncode == 1

@@ -150,11 +150,10 @@ def test_snapshot_and_restore_show_progress_on_a_terminal(host: Host, cli_env: d
     assert restored.returncode == 0, restored.terminal
     assert "big-copy" in restored.stdout and "\x1b" not in restored.stdout
     live = restored.screens(while_running=True)
-    finished = [s for s in live if re.fullmatch(FINISHED.format("download|verify|prepare-import|restore"), s)]
-    assert [s.split(" ")[0] for s in finished] == ["download", "verify", "prepare-import", "restore"], live
-    assert any(line.startswith(("download", "verify", "prepare-import")) and PARTIAL.search(line) for line in live), (
-        live
-    )
+    finished = [s for s in live if re.fullmatch(FINISHED.format("receive|restore"), s)]
+    assert [s.split(" ")[0] for s in finished] == ["receive", "restore"], live
+    assert any(line.startswith("receive") and PARTIAL.search(line) for line in live), live
+    assert not [s for s in live if s.startswith(("download", "verify", "prepare-import"))], live  # one pass
     assert host.state("big-copy") == "running"
 
 
@@ -175,7 +174,7 @@ def test_plain_lines_and_escaped_names_when_stderr_is_a_pipe(
 
     # An archive whose name in the store carries terminal control sequences (anyone who can
     # write to the bucket can name one so): restored with --latest, the name reaches the
-    # download stage's line escaped.
+    # receive stage's line escaped.
     url = snap.stdout.strip()
     archive = Path(url.removeprefix("file://"))
     hostile = archive.with_name(f"{archive.name[:8]}{HOSTILE}{archive.name[8:]}")
@@ -186,8 +185,8 @@ def test_plain_lines_and_escaped_names_when_stderr_is_a_pipe(
     restored = ferry_piped(cli_env, "restore", f"file://{store}", "--latest", "app", "--name", "app-copy")
     assert restored.returncode == 0, restored.stderr
     assert "\x1b" not in restored.stderr and "\x07" not in restored.stderr, restored.stderr
-    assert "download started: " in restored.stderr and "\\x1b]0;owned\\x07\\x1b[2J\\x1b[31m" in restored.stderr
-    for stage in ("locate", "download", "verify", "prepare-import", "restore"):
+    assert "receive started: " in restored.stderr and "\\x1b]0;owned\\x07\\x1b[2J\\x1b[31m" in restored.stderr
+    for stage in ("locate", "receive", "restore"):
         assert any(re.fullmatch(FINISHED.format(stage), line) for line in restored.stderr.splitlines()), stage
 
     # and on a terminal, none of the sequences reach it as they were stored

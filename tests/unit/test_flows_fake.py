@@ -54,6 +54,15 @@ def test_snapshot_stop_mode_then_restore(fake: FakeRuntime, store: str) -> None:
     assert fake.containers["copy"].state == "running"
 
 
+def test_an_archive_without_a_sidecar_is_restored_in_two_passes(fake: FakeRuntime, store: str) -> None:
+    """No sidecar (a Podman export, say): download, verify, then prepare import from the local copy."""
+    url = snapshot("app", store, leave_running=True).url
+    Path(url.removeprefix("file://") + ".ferry.json").unlink()
+    restored = restore(url, name="copy", allow_unverified=True, allow_unsigned=True)
+    assert (restored.name, restored.state) == ("copy", "running")
+    assert fake.called("image_mounted")
+
+
 def test_snapshot_leave_running_with_image_then_restore_latest_on_a_host_without_it(
     fake: FakeRuntime, store: str
 ) -> None:
@@ -292,3 +301,36 @@ def test_every_flow_has_a_timeout_and_the_nightly_one_ends_before_the_next_night
         "ferry-migrate": 24 * 3600,
         "ferry-nightly": 20 * 3600,
     }
+
+
+def test_a_store_failure_mid_stream_is_retried_from_the_start(
+    fake: FakeRuntime, store: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The receive stage streams from the store: a read that fails part way fails the task, which
+    Prefect runs again from the start (a fresh stream, the partial tar removed); the restore succeeds."""
+    from fsspec.implementations.local import LocalFileOpener
+
+    import tasks.receive
+
+    url = snapshot("app", store, leave_running=True).url
+    original, reads, opened = LocalFileOpener.read, [], []
+
+    def cut(self: LocalFileOpener, *args: int) -> bytes:
+        reads.append(self.path)
+        if len(reads) == 3:
+            raise ConnectionResetError("connection reset by peer")
+        return original(self, *args)  # type: ignore[no-any-return]
+
+    real_stream = tasks.receive.stream_archive
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        opened.append(args[0])
+        return real_stream(*args, **kwargs)
+
+    monkeypatch.setattr(LocalFileOpener, "read", cut)
+    monkeypatch.setattr(tasks.receive, "stream_archive", counted)
+    monkeypatch.setattr(tasks.receive.receive_task, "retry_delay_seconds", [0, 0])
+    restored = restore(url, name="copy")
+    assert (restored.name, restored.state) == ("copy", "running")
+    assert opened == [url, url], "the receive stage was not retried from a fresh stream"
+    assert len(reads) > 3

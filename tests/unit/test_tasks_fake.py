@@ -21,6 +21,7 @@ from ferry.errors import (
     RestoreError,
     RuntimeCommandError,
     StoreError,
+    UnsafeArchiveError,
     UsageError,
 )
 from ferry.resume import is_inflight
@@ -38,12 +39,14 @@ from tasks.locate import archive_of_run, locate
 from tasks.prepare_import import prepare_import
 from tasks.prune import prune
 from tasks.publish import discard, publish
+from tasks.receive import receive
 from tasks.restore import restore
 from tasks.retry import transient
 from tasks.rollback import rollback
 from tasks.rootfs_diff import rootfs_diff
 from tasks.select import select
 from tasks.ship_image import ship_image
+from tasks.sidecar import read_announced
 from tasks.source import remove_here, restore_here
 from tasks.verify import Verified, verify
 from tests.fakes import IMAGE_ID, FakeRuntime
@@ -415,15 +418,15 @@ def test_download_of_a_missing_archive(ref: StoreRef, tmp_path: Path) -> None:
 
 
 def test_load_image_present_or_from_the_store(fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path) -> None:
-    verified = _verified(fake, ref, work, tmp_path)
-    assert load_image(verified, ref, runtime=fake) == "present"
+    wanted = (IMAGE_ID, "img", tmp_path)
+    assert load_image(*wanted, ref, runtime=fake) == "present"
     del fake.images[IMAGE_ID]
     with pytest.raises(RestoreError, match="neither on this host nor in the store"):
-        load_image(verified, ref, runtime=fake)
+        load_image(*wanted, ref, runtime=fake)
     fake.images[IMAGE_ID] = "img"
     ship_image(Subject(fake.inspect("app"), fake.source()), ref, work, runtime=fake)
     del fake.images[IMAGE_ID]
-    assert IMAGE_ID in load_image(verified, ref, runtime=fake)
+    assert IMAGE_ID in load_image(*wanted, ref, runtime=fake)
     assert fake.images[IMAGE_ID] == "img" and fake.called("tag_image") == [(IMAGE_ID, "img")]
 
 
@@ -455,3 +458,157 @@ def test_restore_failure_is_reported(fake: FakeRuntime, ref: StoreRef, work: Pat
     with pytest.raises(RestoreError):
         restore(prepared, runtime=fake)
     assert "copy" not in fake.containers
+
+
+# -- the one-pass restore: sidecar, then receive --------------------------------------------------
+
+
+def _staged(tmp_path: Path) -> Path:
+    staging = tmp_path / "run"
+    staging.mkdir()
+    return staging
+
+
+def test_receive_writes_the_import_in_one_pass(fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path) -> None:
+    url = _snapshot(fake, ref, work)
+    announced = read_announced(url, ref)
+    assert announced.claims is not None and announced.claims.image_id == IMAGE_ID and announced.claims.name == "app"
+    staging = _staged(tmp_path)
+    with pytest.raises(ContainerStateError, match="already exists"):
+        receive(announced, staging, ref, runtime=fake)  # "app" is still there
+    prepared = receive(announced, staging, ref, "copy", runtime=fake)
+    assert sorted(p.name for p in staging.iterdir()) == ["podman-import.tar"]  # no copy of the archive
+    with tarfile.open(prepared.path) as tar:
+        names = tar.getnames()
+    assert "config.dump" in names and "rootfs-diff.tar" in names
+    assert prepared.report.name == "app" and prepared.report.image_id == IMAGE_ID
+    assert fake.called("image_mounted") == [(IMAGE_ID,)]
+    restored = restore(prepared, runtime=fake)
+    assert (restored.name, restored.state) == ("copy", "running")
+
+
+def test_receive_of_a_tampered_archive_leaves_nothing(
+    fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path
+) -> None:
+    url = _snapshot(fake, ref, work)
+    stored = Path(url.removeprefix("file://"))
+    data = bytearray(stored.read_bytes())
+    data[-40] ^= 0xFF  # near the end: most of the rewrite is written before the damage shows
+    stored.write_bytes(bytes(data))
+    staging = _staged(tmp_path)
+    with pytest.raises(IntegrityError):
+        receive(read_announced(url, ref), staging, ref, "copy", runtime=fake)
+    assert list(staging.iterdir()) == []
+
+
+def test_receive_refuses_a_manifest_config_dump_contradicts(
+    fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path
+) -> None:
+    """The claims are checked at the end: a consistent archive whose manifest names another
+    image than its config.dump is refused after the whole walk, and nothing is left for Podman."""
+    from dataclasses import replace
+
+    url = _snapshot(fake, ref, work)
+    announced = read_announced(url, ref)
+    assert announced.claims is not None
+    other = "e" * 64
+    fake.images[other] = "other"
+    lying = replace(announced, claims=replace(announced.claims, image_id=other))
+    staging = _staged(tmp_path)
+    with pytest.raises(UnsafeArchiveError, match="config.dump disagrees with its manifest: image id"):
+        receive(lying, staging, ref, "copy", runtime=fake)
+    assert list(staging.iterdir()) == []
+    assert fake.called("image_mounted") == [(other,)]
+
+
+def test_receive_retries_from_the_start_after_a_store_failure(
+    fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    url = _snapshot(fake, ref, work)
+    staging = _staged(tmp_path)
+    reads = 0
+
+    from fsspec.implementations.local import LocalFileOpener
+
+    original = LocalFileOpener.read
+
+    def cut(self: LocalFileOpener, *args: int) -> bytes:  # the store's file: the connection drops mid-stream
+        nonlocal reads
+        reads += 1
+        if reads == 3:
+            raise ConnectionResetError("connection reset by peer")
+        return original(self, *args)  # type: ignore[no-any-return]
+
+    monkeypatch.setattr(LocalFileOpener, "read", cut)
+    announced = read_announced(url, ref)
+    with pytest.raises(StoreError, match="Cannot read") as info:
+        receive(announced, staging, ref, "copy", runtime=fake)
+    assert type(info.value) is StoreError  # transient: the task retries it from the start
+    assert list(staging.iterdir()) == []
+    prepared = receive(announced, staging, ref, "copy", runtime=fake)
+    assert sorted(p.name for p in staging.iterdir()) == [prepared.path.name]
+
+
+def test_the_last_check_failing_leaves_podman_nothing(
+    fake: FakeRuntime, ref: StoreRef, work: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from ferry.faults import ENV as FAULTS
+
+    url = _snapshot(fake, ref, work)
+    faults = tmp_path / "faults"
+    faults.write_text("verify\n")
+    monkeypatch.setenv(FAULTS, str(faults))
+    staging = _staged(tmp_path)
+    with pytest.raises(IntegrityError, match="Injected fault in stage 'verify'"):
+        receive(read_announced(url, ref), staging, ref, "copy", runtime=fake)
+    assert list(staging.iterdir()) == []
+    assert not fake.called("restore_import")
+
+
+def test_a_sidecar_without_an_image_id_goes_the_two_pass_way(ref: StoreRef, tmp_path: Path) -> None:
+    from ferry.archive.claims import Claims
+    from ferry.archive.manifest import ContainerRef, Manifest, Source
+
+    manifest = Manifest(ContainerRef("app", "a" * 64), Source(), "stop", "2026-11-28T00:00:00Z")
+    assert Claims.of(manifest) is None
+    for bad in (
+        ContainerRef("--rm", "a" * 64, IMAGE_ID),
+        ContainerRef("app", "a" * 64, "--all"),
+        ContainerRef("app", "a" * 64, IMAGE_ID, "-q"),
+    ):
+        with pytest.raises(UnsafeArchiveError, match="manifest holds an invalid"):
+            Claims.of(Manifest(bad, Source(), "stop", "2026-11-28T00:00:00Z"))
+
+
+def test_read_ahead_returns_the_stream_as_it_is_and_its_failure_where_it_came() -> None:
+    """Object stores are read a block ahead in a thread (storage/store.py _ReadAhead)."""
+    import io
+
+    from storage import store as st
+
+    data = bytes(range(256)) * 40_000  # ~10 MiB: more than one block
+
+    class Source:
+        def __init__(self, fail_after: int | None = None) -> None:
+            self.f, self.fail_after, self.reads = io.BytesIO(data), fail_after, 0
+
+        def read(self, size: int = -1, /) -> bytes:
+            self.reads += 1
+            if self.fail_after is not None and self.reads > self.fail_after:
+                raise StoreError("Cannot read s3://b/x: connection reset")
+            return self.f.read(size)
+
+    ahead = st._ReadAhead(Source())  # type: ignore[arg-type]
+    got = [ahead.read(n) for n in (0, 1, 511, 3 << 20, 5 << 20)] + [ahead.read()]
+    assert b"".join(got) == data and ahead.read(10) == b""
+    ahead.close()
+
+    failing = st._ReadAhead(Source(fail_after=1))  # type: ignore[arg-type]
+    assert failing.read(1 << 20) == data[: 1 << 20]
+    with pytest.raises(StoreError, match="connection reset"):
+        failing.read()
+    failing.close()
+
+    early = st._ReadAhead(Source())  # type: ignore[arg-type]
+    early.read(10)
+    early.close()  # the reader gave up part way (a refusal): the thread ends, nothing hangs
