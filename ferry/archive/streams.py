@@ -215,6 +215,8 @@ class ThreadedDigest:
     def hexdigest(self) -> str:
         self._thread.wait()
         return self._hash.hexdigest()
+
+
 def tar_stream(fileobj: object, mode: str, bufsize: int = TAR_BUFFER) -> tarfile.TarFile:
     """tarfile's stream mode (``"r|"`` or ``"w|"``, PAX) with a ``bufsize`` record buffer, and
     members copied a chunk at a time (16 KiB by default)."""
