@@ -67,7 +67,7 @@ def children(deployed: Deployed, parent_id: Any) -> list[Any]:
 
 def artifacts(deployed: Deployed, run_id: Any) -> list[Any]:
     with deployed.client() as client:
-        return list(client.readartifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))))
+        return list(client.read_artifacts(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[run_id]))))
 
 
 def wait_final(deployed: Deployed, run_id: Any) -> Any:
