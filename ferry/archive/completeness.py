@@ -21,6 +21,15 @@ def check_complete(
     require_manifest: bool,
 ) -> None:
     """Refuse an archive whose members, manifest and stored bytes do not all agree."""
+    # Damaged bytes first: a corrupt tar header ends the tar stream early (tarfile reads an
+    # invalid header after the first as the end), so members seem missing when the archive is
+    # in fact corrupt, and the operator must be told it is damaged.
+    if sidecar is not None and (archive_size != sidecar.size or archive_sha256 != sidecar.sha256):
+        raise IntegrityError(
+            f"The archive's sha256 {archive_sha256[:16]}... ({archive_size} "
+            f"bytes) does not match the store's record {sidecar.sha256[:16]}... "
+            f"({sidecar.size} bytes): it was corrupted or replaced."
+        )
     missing = [name for name in m.REQUIRED if name not in members]
     if missing:
         raise UnsupportedArchiveError(
@@ -28,12 +37,6 @@ def check_complete(
             "(Podman refuses to restore without them)."
         )
     if sidecar is not None:
-        if archive_size != sidecar.size or archive_sha256 != sidecar.sha256:
-            raise IntegrityError(
-                f"The archive's sha256 {archive_sha256[:16]}... ({archive_size} "
-                f"bytes) does not match the store's record {sidecar.sha256[:16]}... "
-                f"({sidecar.size} bytes): it was corrupted or replaced."
-            )
         if manifest is None:
             raise UnsupportedArchiveError("The archive's internal manifest is missing.")
         if manifest != sidecar.manifest:
