@@ -1,9 +1,12 @@
 """Benchmark 6: peak RSS of a ferry process for large archives.
 
 Each size runs in a fresh child process, as the snapshot and restore flows do: archive stage
-streaming into a moto S3 store (tasks.archive.build_archive with the store URL) -> upload
-(tasks.publish.publish, which signs and writes the sidecar) -> download (tasks.download.download) ->
-verify (tasks.verify.verify). The child reports its VmHWM after each stage.
+streaming into a moto S3 store (tasks.archive.build_archive with the store URL) -> publish
+(tasks.publish.publish, which signs and writes the sidecar) -> sidecar (tasks.sidecar.read_announced)
+-> receive: the one pass from the store to the tar Podman imports (ferry.verification.receive_source
+over storage.store.stream_archive, as tasks.receive does; measured against the restore policy
+without this host's Podman facts, which change what is written, not how much is held). The child
+reports its VmHWM after each stage.
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ from typing import Any
 from bench.common import Params
 from bench.datagen import write_tar
 
-STAGES = ("imports", "archive", "publish", "download", "verify")
+STAGES = ("imports", "archive", "publish", "receive")
 
 
 @dataclass
@@ -42,16 +45,19 @@ def child(dump_tar: Path, store: str, options: dict[str, Any]) -> None:
     hwm = {"imports": 0}
     seconds: dict[str, float] = {}
     from bench.archive_stage import INFO
+    from ferry import restore_policy
     from ferry.archive.manifest import Source
+    from ferry.archive.rebuild_context import RebuildContext
     from ferry.runtime import CheckpointStats
+    from ferry.verification import receive_source
     from storage.ref import StoreRef
+    from storage.store import stream_archive
     from tasks.archive import build_archive
-    from tasks.download import download
     from tasks.dump import DumpResult
     from tasks.inspect import Subject
     from tasks.publish import publish
     from tasks.rootfs_diff import DiffResult
-    from tasks.verify import verify
+    from tasks.sidecar import read_announced
 
     hwm["imports"] = vm_hwm_kib()
     ref = StoreRef(store, options)
@@ -62,11 +68,20 @@ def child(dump_tar: Path, store: str, options: dict[str, Any]) -> None:
     seconds["archive"], hwm["archive"] = time.perf_counter() - start, vm_hwm_kib()
     url = publish(archive, ref)
     seconds["publish"], hwm["publish"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
-    fetched = download(url, dump_tar.parent, ref)
-    seconds["download"], hwm["download"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
-    verify(fetched)
-    fetched.path.unlink()
-    seconds["verify"], hwm["verify"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
+    announced = read_announced(url, ref)
+    if announced.sidecar is None or announced.claims is None:
+        raise RuntimeError(f"{url} cannot be received in one pass")
+    imported = dump_tar.with_name("podman-import.tar")
+    with stream_archive(url, ref.options()) as src, imported.open("wb") as sink:
+        receive_source(
+            src,
+            announced.sidecar,
+            sink,
+            claims=announced.claims,
+            ctx=RebuildContext(policy=restore_policy.load()),
+        )
+    imported.unlink()
+    seconds["receive"], hwm["receive"] = time.perf_counter() - start - sum(seconds.values()), vm_hwm_kib()
     print(json.dumps({"hwm": hwm, "seconds": seconds, "archive_bytes": archive.digest.size}))
 
 
@@ -85,7 +100,7 @@ def run(p: Params, store: str, options: dict[str, Any]) -> list[RssResult]:
             raise RuntimeError(f"peak-RSS child for {size} bytes failed:\n{proc.stderr[-3000:]}")
         out = json.loads(proc.stdout.strip().splitlines()[-1])
         results.append(RssResult(size, out["hwm"], out["seconds"], out["archive_bytes"]))
-        print(f"  rss {size >> 20} MiB: peak {out['hwm']['verify'] / 1024:.0f} MiB, {out['seconds']}")
+        print(f"  rss {size >> 20} MiB: peak {out['hwm']['receive'] / 1024:.0f} MiB, {out['seconds']}")
     return results
 
 

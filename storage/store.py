@@ -354,7 +354,9 @@ def stream_archive(
     :class:`StoreError` naming the URL; what the caller raises itself passes unchanged."""
     fs, path = filesystem(archive_url, storage_options)
     with translated("read", archive_url):
-        f = fs.open(path, "rb", block_size=CHUNK)
+        # No fsspec cache: its read-ahead cache would fetch and hold a second block per read,
+        # while _ReadAhead already keeps the next request under way.
+        f = fs.open(path, "rb", block_size=CHUNK, cache_type="none")
     reader = _StoreReader(f, archive_url)
     ahead = None if is_local(fs) else _ReadAhead(reader)
     try:
@@ -382,7 +384,7 @@ class _ReadAhead:
     while the reader decompresses, hashes and writes (at most ``depth`` blocks held). A failure
     of the store is raised to the reader where it would have come."""
 
-    def __init__(self, source: _StoreReader, depth: int = 2) -> None:
+    def __init__(self, source: _StoreReader, depth: int = 1) -> None:
         self._source = source
         self._blocks: queue.Queue[bytes | BaseException] = queue.Queue(maxsize=depth)
         self._stop = threading.Event()

@@ -55,9 +55,10 @@ def build_archive(
     total = sum(p.stat().st_size for p in inputs)
     with progress.stage("archive", f"{info.name}, {comp}", total=total, artifact=f"archive of {info.name}") as stage:
         with ArchiveOut(subject, comp, ref, dumped.export.parent, template, stage) as out:
+            out.add_rootfs(diff)
             with dumped.export.open("rb") as export:
                 out.add_export(export)
-            out.finish(diff, template)
+            out.finish(template)
         if out.result is None:
             raise RuntimeError("archive finished without a result")
         stored = out.result.stored or out.result.digest

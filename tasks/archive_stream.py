@@ -3,7 +3,10 @@ archives Podman's export while Podman writes it) and the archive stage (which re
 archive from the dump's raw copy, ``dump.tar``, when the streamed one failed).
 
 Podman's dump members are streamed across as they are; the rootfs diff and deleted.files come
-from the rootfs-diff stage; the manifest, covering every member's size and sha256, goes last. The
+from the rootfs-diff stage, before the export in stop mode (compressed while CRIU dumps, see
+:mod:`tasks.dump`) and after it in leave-running mode (so the thaw never waits on them); the
+manifest, covering every member's size and sha256, goes last. Readers take the members in any
+order. The
 compressed stream goes straight into the store (multipart upload while compressing: no second
 copy of the archive on disk, memory bounded by one part), unpublished until the publish stage
 writes its sidecar. Without a store (tests, benchmarks) it goes into the run's staging dir.
@@ -78,9 +81,10 @@ def manifest_template(
 
 
 class ArchiveOut:
-    """One archive being written: :meth:`add_export`, then :meth:`finish`, inside the ``with``;
-    :attr:`result` after it. Leaving the block with an exception discards what was written (an
-    object-store upload is never committed, a local file is removed)."""
+    """One archive being written: :meth:`add_rootfs` and :meth:`add_export` (in either order), then
+    :meth:`finish`, inside the ``with``; :attr:`result` after it. Leaving the block with an
+    exception discards what was written (an object-store upload is never committed, a local file
+    is removed)."""
 
     def __init__(
         self,
@@ -96,7 +100,7 @@ class ArchiveOut:
         self.store = ref.open() if ref is not None else None
         self.key = archive_key(self.store, template, compression) if self.store is not None else ""
         self.out_path = None if self.store is not None else out_dir / f"archive{SUFFIX[compression]}"
-        self._stage = stage
+        self.stage = stage  # may be given later: the bytes written before it are not counted
         self._stack = contextlib.ExitStack()
         self._stored: HashingWriter | None = None
         self._sealer: Encryptor | None = None
@@ -117,13 +121,16 @@ class ArchiveOut:
                 self._stored = HashingWriter(sink)
                 self._sealer = Encryptor(self._stored, key)
                 stack.push(self._seal)
-            advance = self._stage.advance if self._stage else None
-            self._writer = ArchiveWriter(self._sealer or sink, self.compression, advance)  # type: ignore[arg-type]
+            self._writer = ArchiveWriter(self._sealer or sink, self.compression, self._advance)  # type: ignore[arg-type]
             stack.enter_context(self._writer)
         except BaseException:
             stack.close()
             raise
         return self
+
+    def _advance(self, n: int) -> None:
+        if self.stage is not None:
+            self.stage.advance(n)
 
     def _seal(self, exc_type: type[BaseException] | None, *_: object) -> None:
         if exc_type is None and self._sealer is not None:
@@ -163,12 +170,15 @@ class ArchiveOut:
                 data = dump_tar.extractfile(member) if member.isreg() else None
                 self.writer.add_stream(member, data)
 
-    def finish(self, diff: DiffResult, template: Manifest) -> None:
-        """Add the rootfs diff and deleted.files, then the manifest, last."""
+    def add_rootfs(self, diff: DiffResult) -> None:
+        """Add the rootfs diff and deleted.files (each when there is one)."""
         if diff.tar is not None:
             self.writer.add_path(diff.tar, ROOTFS_DIFF)
         if diff.deleted is not None:
             self.writer.add_path(diff.deleted, DELETED_FILES)
+
+    def finish(self, template: Manifest) -> None:
+        """Add the manifest, last."""
         self._manifest = self.writer.write_manifest(template)
 
 

@@ -11,6 +11,10 @@ ferry reads it once, and each block goes two ways at the same time:
 * through the archive writer (tar, zstd, sha256 of every member and of the output) into the
   store, unpublished (:mod:`tasks.archive_stream`): nothing is written to disk and read back.
 
+The archive is opened as soon as Podman is started. In stop mode the rootfs diff goes into it
+first, compressed and uploaded while CRIU dumps (the two overlap on the host's cores); in
+leave-running mode it goes in after the export, so the thaw never waits for it.
+
 When the container is thawed: CRIU keeps a frozen cgroup frozen; everything Podman exports after
 CRIU's dump is files in the container's directory (checkpoint images, the /dev/shm and volume
 tars, made before the export starts), except the container log ``ctr.log``, which the running
@@ -162,44 +166,89 @@ class _Streaming:
         self.done = (stats, utcnow())
         return self.done
 
-    def archive(
-        self, job: ArchiveJob, staging: Path, started: str, options: DumpOptions, stage: progress.Stage
-    ) -> ArchiveResult | None:
+    def archive(self, archiving: _Archiving, stage: progress.Stage) -> ArchiveResult | None:
         """The archive, streamed; None when it failed but the dump itself did not."""
-        comp = check_compression(job.compression)
-        template = manifest_template(
-            job.subject,
-            job.diff,
-            leave_running=self.leave_running,
-            created=started,
-            timestamps={"dump_started": started},
-            options=options,
-            run=str(flow_run.get_id() or ""),
-        )
-        out: ArchiveOut | None = None
+        out = archiving.out
+        if out is None:  # it failed while CRIU dumped
+            self.finish_dump()
+            return None
+        out.stage = stage
+        if archiving.rootfs_first:
+            stage.advance(archiving.rootfs_bytes)
         try:
-            out = ArchiveOut(job.subject, comp, job.ref, staging, template, stage)  # opens the store
-            with out:
-                out.add_export(self.reader, self.on_member)
-                _, finished = self.finish_dump()
-                maybe_fail("archive")
-                timestamps = {"dump_started": started, "dump_finished": finished}
-                if self.thawed:
-                    timestamps["thawed"] = self.thawed
-                out.finish(job.diff, replace(template, timestamps=timestamps))
+            out.add_export(self.reader, self.on_member)
+            _, finished = self.finish_dump()
+            maybe_fail("archive")
+            if not archiving.rootfs_first:
+                out.add_rootfs(archiving.job.diff)
+            timestamps = {"dump_started": archiving.started, "dump_finished": finished}
+            if self.thawed:
+                timestamps["thawed"] = self.thawed
+            out.finish(replace(archiving.template, timestamps=timestamps))
+            archiving.commit()
         except Exception as exc:
             if self.failure is not None or self.tee.failure is not None:
                 raise
             # The archive failed, not (so far) the dump: finish the dump into its raw copy,
             # which the archive stage rebuilds the archive from.
-            log.warning(
-                "the archive of %s could not be streamed (%s); it will be built from the dump's copy",
-                self.info.name,
-                exc,
-            )
+            archiving.discard(exc, failed=True)
             self.finish_dump()
             return None
-        return out.result if out is not None else None
+        return out.result
+
+
+class _Archiving:
+    """The archive of one dump, opened before Podman's export is read. In stop mode the rootfs
+    diff goes in first, compressed while CRIU dumps (:meth:`open` runs then); in leave-running
+    mode it goes in after the export, so the thaw (at the export's ``checkpoint/``) never waits
+    for it. A failure of the archive never fails the dump: the archive is discarded, and the
+    archive stage rebuilds it from ``dump.tar``."""
+
+    def __init__(self, job: ArchiveJob, staging: Path, started: str, options: DumpOptions, leave_running: bool) -> None:
+        self.job = job
+        self.staging = staging
+        self.started = started
+        self.compression = check_compression(job.compression)
+        self.rootfs_first = not leave_running
+        self.rootfs_bytes = sum(p.stat().st_size for p in (job.diff.tar, job.diff.deleted) if p)
+        self.template = manifest_template(
+            job.subject,
+            job.diff,
+            leave_running=leave_running,
+            created=started,
+            timestamps={"dump_started": started},
+            options=options,
+            run=str(flow_run.get_id() or ""),
+        )
+        self.out: ArchiveOut | None = None
+
+    def open(self) -> None:
+        """Open the archive (the store's upload) and, in stop mode, write the rootfs diff into it."""
+        try:
+            out = ArchiveOut(self.job.subject, self.compression, self.job.ref, self.staging, self.template)
+            self.out = out.__enter__()
+            if self.rootfs_first:
+                out.add_rootfs(self.job.diff)
+        except Exception as exc:
+            self.discard(exc, failed=True)
+
+    def commit(self) -> None:
+        out, self.out = self.out, None
+        if out is not None:
+            out.__exit__(None, None, None)
+
+    def discard(self, exc: BaseException, *, failed: bool) -> None:
+        """Leave nothing of the archive in the store; ``failed``: the archive itself failed."""
+        out, self.out = self.out, None
+        if out is not None:
+            with contextlib.suppress(Exception):
+                out.__exit__(type(exc), exc, exc.__traceback__)
+        if failed:
+            log.warning(
+                "the archive of %s could not be streamed (%s); it will be built from the dump's copy",
+                self.job.subject.info.name,
+                exc,
+            )
 
 
 def dump(
@@ -222,31 +271,42 @@ def dump(
     started = utcnow()
     export = staging / EXPORT
     archive: ArchiveResult | None = None
+    archiving = _Archiving(job, staging, started, options, leave_running) if job is not None else None
     try:
         with contextlib.ExitStack() as stack:
             # "dump" on the terminal: until Podman starts its export (CRIU's dump is done then);
             # "archive": the export read, compressed and uploaded while Podman writes it.
             with progress.stage("dump", info.name):
                 podman = stack.enter_context(
-                    runtime.checkpoint_stream(info, staging / FIFO, leave_running=leave_running, options=options)
+                    runtime.checkpoint_stream(
+                        info,
+                        staging / FIFO,
+                        leave_running=leave_running,
+                        options=options,
+                        while_dumping=archiving.open if archiving is not None else None,
+                    )
                 )
                 copy = stack.enter_context(export.open("wb"))
                 streaming = _Streaming(podman, copy, info, leave_running, runtime, knob)
-                if job is None:
+                if archiving is None:
                     stats, finished = streaming.finish_dump()
-            if job is not None:
-                comp = check_compression(job.compression)
-                total = podman.size_hint() + sum(p.stat().st_size for p in (job.diff.tar, job.diff.deleted) if p)
+            if archiving is not None:
+                total = podman.size_hint() + archiving.rootfs_bytes
                 with progress.stage(
-                    "archive", f"{info.name}, {comp}", total=total, artifact=f"archive of {info.name}"
+                    "archive",
+                    f"{info.name}, {archiving.compression}",
+                    total=total,
+                    artifact=f"archive of {info.name}",
                 ) as stage:
-                    archive = streaming.archive(job, staging, started, options, stage)
+                    archive = streaming.archive(archiving, stage)
                     stats, finished = streaming.finish_dump()
                     if archive is not None:
                         stage.note = f"{progress.human_bytes((archive.stored or archive.digest).size)} stored"
             copy.flush()
             os.fsync(copy.fileno())
-    except BaseException:
+    except BaseException as exc:
+        if archiving is not None:
+            archiving.discard(exc, failed=False)
         export.unlink(missing_ok=True)  # a partial copy is no dump
         raise
     return DumpResult(export, leave_running, stats, started, finished, options, archive, streaming.thawed)

@@ -14,7 +14,7 @@ import contextlib
 import io
 import json
 import tarfile
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -241,8 +241,11 @@ class FakeRuntime:
         leave_running: bool,
         options: DumpOptions | None = None,
         timeout: float = 600,
+        while_dumping: Callable[[], None] | None = None,
     ) -> Iterator[FakeExport]:
         self._call("checkpoint", info.name, fifo, leave_running, options)
+        if while_dumping is not None:
+            while_dumping()
         data = self._export(info, leave_running)
         if self.export_dies_after is not None:
             data = data[: self.export_dies_after]

@@ -15,6 +15,7 @@ import zstandard
 
 from ferry.archive.streams import Prefixed, Readable
 from ferry.errors import UnsupportedArchiveError, UsageError
+from ferry.memory import release_large_buffers
 
 Compression = Literal["zstd", "gzip", "none"]
 COMPRESSIONS: tuple[Compression, ...] = ("zstd", "gzip", "none")
@@ -23,6 +24,10 @@ SUFFIX: dict[Compression, str] = {"zstd": ".tar.zst", "gzip": ".tar.gz", "none":
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 GZIP_MAGIC = b"\x1f\x8b"
 ZSTD_LEVEL = 2  # chosen by measurement: bench/bounds.md, "zstd level"
+# Each of zstd's worker threads compresses one job of this many bytes at a time. zstd's own
+# choice at level 2 (8 MiB) holds about 56 MiB in its buffers, 2 MiB about 30 MiB, for the same
+# speed and 0.6% more output (bench/bounds.md, "zstd job size").
+ZSTD_JOB_SIZE = 2 << 20
 GZIP_LEVEL = 6
 # 2 GiB: enough for any window a zstd encoder picks at sane levels, bounded so a hostile
 # frame header cannot make the decoder reserve unbounded memory.
@@ -54,8 +59,10 @@ def detect(head: bytes) -> Compression:
 @contextlib.contextmanager
 def compressing(sink: BinaryIO, compression: Compression) -> Iterator[BinaryIO]:
     """A writable stream that compresses into ``sink``; the frame is finished on exit."""
+    release_large_buffers()
     if compression == "zstd":
-        cctx = zstandard.ZstdCompressor(level=ZSTD_LEVEL, threads=-1)
+        params = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, threads=-1, job_size=ZSTD_JOB_SIZE)
+        cctx = zstandard.ZstdCompressor(compression_params=params)
         with cctx.stream_writer(sink, closefd=False) as writer:
             yield writer
     elif compression == "gzip":
@@ -68,6 +75,7 @@ def compressing(sink: BinaryIO, compression: Compression) -> Iterator[BinaryIO]:
 @contextlib.contextmanager
 def decompressing(source: Readable) -> Iterator[tuple[Compression, BinaryIO]]:
     """Detect the compression of ``source`` and yield (name, decompressed readable stream)."""
+    release_large_buffers()
     head = source.read(512)
     compression = detect(head)
     raw = io.BufferedReader(Prefixed(head, source), buffer_size=1 << 20)

@@ -12,7 +12,7 @@ import os
 import platform
 import re
 import shlex
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -229,6 +229,7 @@ class Podman(HostSettings):
         leave_running: bool,
         options: DumpOptions | None = None,
         timeout: float = 600,
+        while_dumping: Callable[[], None] | None = None,
     ) -> Iterator[PodmanExport]:
         """CRIU dump through Podman into an uncompressed Podman-layout tar, without rootfs, read
         from a FIFO while Podman writes it.
@@ -237,10 +238,11 @@ class Podman(HostSettings):
         restore it right here (`podman container restore`). Named volumes are exported with it
         (``volumes/<name>.tar``).
 
-        Yields once Podman has opened the FIFO (CRIU's dump is done then; ``timeout`` bounds the
-        wait); the caller reads the export to its end and calls ``finish()``. Leaving the block
-        early lets Podman finish into nothing (see :mod:`ferry.runtime.export_fifo`). The FIFO is
-        removed in every case."""
+        ``while_dumping`` is called once Podman is started, before the wait for its export: work
+        to overlap with CRIU's dump. Yields once Podman has opened the FIFO (CRIU's dump is done
+        then; ``timeout`` bounds the wait); the caller reads the export to its end and calls
+        ``finish()``. Leaving the block early lets Podman finish into nothing (see
+        :mod:`ferry.runtime.export_fifo`). The FIFO is removed in every case."""
         what = f"checkpoint container {info.name!r}"
         argv = [*self.prefix, *self._checkpoint_args(fifo, leave_running, options), info.id]
         log_hint = Path(info.static_dir) / "dump.log"
@@ -265,6 +267,8 @@ class Podman(HostSettings):
                 start(argv, what=what, install=INSTALL), fifo, what=what, failed=failed, stats=_checkpoint_stats
             )
             try:
+                if while_dumping is not None:
+                    while_dumping()
                 export.open(timeout)
                 yield export
             finally:

@@ -6,6 +6,7 @@ calls and keeps container state in memory, for unit tests of tasks and flows."""
 from __future__ import annotations
 
 import contextlib
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -50,6 +51,7 @@ class Runtime(Protocol):
         leave_running: bool,
         options: DumpOptions | None = None,
         timeout: float = ...,
+        while_dumping: Callable[[], None] | None = None,
     ) -> contextlib.AbstractContextManager[CheckpointExport]: ...
     def restore_import(
         self,

@@ -70,6 +70,8 @@ def test_stop_mode_snapshot_then_restore(host: Host, tmp_path: Path) -> None:
         "ferry-manifest.json",
     ):
         assert name in members, name
+    # stop mode: the rootfs diff went in first, compressed while CRIU dumped
+    assert list(members)[:2] == ["rootfs-diff.tar", "deleted.files"]
     assert json.loads(members["deleted.files"]) == ["/etc/deleteme"]
     manifest = json.loads(members["ferry-manifest.json"])
     assert manifest["container"]["name"] == "app"
@@ -94,6 +96,9 @@ def test_leave_running_captures_memory_and_rootfs_at_one_instant(host: Host, tmp
 
     assert result.mode == "leave-running"
     assert host.state("app") == "running"
+    # leave-running mode: the rootfs diff goes in after Podman's export, so the thaw never waits on it
+    members = list(_members(Path(result.url.removeprefix("file://"))))
+    assert members[-3:] == ["rootfs-diff.tar", "deleted.files", "ferry-manifest.json"]
     wait_for(lambda: host.counter("app") > counted + 20, what="the original to keep counting")
     restored = restore(result.url, name="app-copy")
 

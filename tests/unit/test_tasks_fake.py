@@ -14,7 +14,6 @@ import pytest
 
 from ferry.errors import (
     ArchiveNotFoundError,
-    CheckpointError,
     ContainerNotFoundError,
     ContainerStateError,
     IntegrityError,
@@ -31,7 +30,7 @@ from storage.ref import StoreRef, store_of
 from storage.store import ArchiveStore
 from tasks.archive import ArchiveResult, build_archive
 from tasks.download import Fetched, download
-from tasks.dump import ArchiveJob, dump
+from tasks.dump import dump
 from tasks.freeze import frozen
 from tasks.inspect import Subject, inspect
 from tasks.load_image import load_image
@@ -52,29 +51,6 @@ from tasks.verify import Verified, verify
 from tests.fakes import IMAGE_ID, FakeRuntime
 
 pytestmark = pytest.mark.usefixtures("staging")
-
-
-@pytest.fixture
-def fake(tmp_path: Path) -> FakeRuntime:
-    rt = FakeRuntime(tmp_path / "fake")
-    rt.add(
-        "app",
-        files={"/data": None, "/data/new": b"added", "/etc": None, "/etc/conf": b"changed"},
-        changes=Changes(added=("/data/new",), changed=("/etc", "/etc/conf"), deleted=("/etc/gone",)),
-    )
-    return rt
-
-
-@pytest.fixture
-def ref(tmp_path: Path) -> StoreRef:
-    return StoreRef(f"file://{tmp_path}/store")
-
-
-@pytest.fixture
-def work(tmp_path: Path) -> Path:
-    path = tmp_path / "work"
-    path.mkdir()
-    return path
 
 
 def _archive(fake: FakeRuntime, ref: StoreRef, work: Path, *, leave_running: bool = False) -> ArchiveResult:
@@ -183,85 +159,6 @@ def test_dump_leave_running(fake: FakeRuntime, work: Path) -> None:
     info = fake.inspect("app")
     dump(info, work, True, runtime=fake)
     assert not is_inflight(info.id) and fake.containers["app"].state == "running"
-
-
-def _job(fake: FakeRuntime, ref: StoreRef, work: Path) -> tuple[Subject, ArchiveJob]:
-    subject = inspect("app", ref, runtime=fake)
-    return subject, ArchiveJob(subject, rootfs_diff(subject.info, work, runtime=fake), "zstd", ref)
-
-
-def test_dump_archives_the_export_while_podman_writes_it_and_thaws_at_the_checkpoint_images(
-    fake: FakeRuntime, ref: StoreRef, work: Path
-) -> None:
-    subject, job = _job(fake, ref, work)
-    knob = work / "freezer"
-    knob.write_text("FROZEN")
-    dumped = dump(subject.info, work, True, runtime=fake, job=job, knob=knob)
-    assert dumped.archive is not None and dumped.archive.key.startswith("app/")
-    assert dumped.thawed and knob.read_text() == "THAWED"
-    # thawed once, after the export started and before Podman's export ended
-    assert fake.names()[-4:] == ["checkpoint", "thaw", "export_finish", "export_closed"]
-    names = [m.name for m in dumped.archive.manifest.members]
-    assert names[:2] == ["checkpoint/inventory.img", "checkpoint/pages-1.img"] and "rootfs-diff.tar" in names
-    assert dumped.archive.manifest.timestamps["dump_finished"] == dumped.finished
-    # the raw copy is Podman's export byte for byte: the archive stage can rebuild from it
-    with tarfile.open(dumped.export) as raw:
-        assert raw.getnames() == ["checkpoint/inventory.img", "checkpoint/pages-1.img", "config.dump", "spec.dump"]
-    assert build_archive(subject, dumped, job.diff, "zstd", ref) is dumped.archive
-    assert sorted(p.name for p in work.iterdir()) == ["deleted.files", "dump.tar", "freezer", "rootfs-diff.tar"]
-
-
-def test_dump_whose_archive_fails_still_finishes_and_the_archive_is_rebuilt_from_its_copy(
-    fake: FakeRuntime, ref: StoreRef, work: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    subject, job = _job(fake, ref, work)
-    faults = work.parent / "faults"
-    faults.write_text("archive\n")
-    monkeypatch.setenv("FERRY_FAULTS_FILE", str(faults))
-    dumped = dump(subject.info, work, False, runtime=fake, job=job)
-    assert dumped.archive is None and dumped.export.exists()
-    assert ArchiveStore(ref.url).incomplete() == [] and not list(Path(ref.url.removeprefix("file://")).rglob("*.zst*"))
-    archive = build_archive(subject, dumped, job.diff, "zstd", ref)
-    assert archive.key.startswith("app/") and len(fake.called("checkpoint")) == 1
-
-
-def test_podman_dying_mid_export_fails_the_dump_and_leaves_nothing(
-    fake: FakeRuntime, ref: StoreRef, work: Path
-) -> None:
-    subject, job = _job(fake, ref, work)
-    fake.export_dies_after = 3000
-    with pytest.raises(CheckpointError, match="podman was killed"):
-        dump(subject.info, work, True, runtime=fake, job=job)
-    assert not (work / "dump.tar").exists()
-    assert ArchiveStore(ref.url).incomplete() == [] and not list(Path(ref.url.removeprefix("file://")).rglob("*.zst*"))
-
-
-def test_a_full_staging_disk_fails_the_dump_and_lets_podman_finish(
-    fake: FakeRuntime, ref: StoreRef, work: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    subject, job = _job(fake, ref, work)
-    exports: list[object] = []
-    real = fake.checkpoint_stream
-
-    def recorded(*args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        stream = real(*args, **kwargs)  # type: ignore[arg-type]
-        exports.append(stream)
-        return stream
-
-    monkeypatch.setattr(fake, "checkpoint_stream", recorded)
-    real_open = Path.open
-
-    def full(self: Path, mode: str = "r", *args: object, **kwargs: object):  # type: ignore[no-untyped-def]
-        f = real_open(self, mode, *args, **kwargs)  # type: ignore[arg-type]
-        if self.name == "dump.tar" and "w" in mode:
-            f.write = lambda data: (_ for _ in ()).throw(OSError(28, "No space left on device"))  # type: ignore[method-assign]
-        return f
-
-    monkeypatch.setattr(Path, "open", full)
-    with pytest.raises(CheckpointError, match="No space left on device"):
-        dump(subject.info, work, True, runtime=fake, job=job)
-    assert "export_closed" in fake.names() and not (work / "dump.tar").exists()
-    assert ArchiveStore(ref.url).incomplete() == []
 
 
 def test_archive_streams_into_the_store_unpublished(fake: FakeRuntime, ref: StoreRef, work: Path) -> None:
