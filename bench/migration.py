@@ -36,6 +36,8 @@ class MigrationData:
     ferry: list[float] = field(default_factory=list)
     manual: list[float] = field(default_factory=list)
     ferry_total: list[float] = field(default_factory=list)  # the whole deployment run
+    #: per migration: seconds of each Prefect task run inside the downtime (clipped to it)
+    spans: list[dict[str, float]] = field(default_factory=list)
 
 
 def event_time(host: BenchHost, status: str, name: str, since: str) -> datetime:
@@ -50,6 +52,28 @@ def event_time(host: BenchHost, status: str, name: str, since: str) -> datetime:
     stamp = times[-1]
     head, _, frac = stamp.rstrip("Z").partition(".")
     return datetime.fromisoformat(f"{head}.{(frac + '000000')[:6]}+00:00")
+
+
+def downtime_spans(api: str, since: str, start: datetime, end: datetime, migration: object) -> dict[str, float]:
+    """Where the downtime went: each task run of the snapshot and the restore (not the
+    migration's own, which stand for those runs), the part of it between ``start`` and ``end``,
+    summed by task name."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import TaskRunFilter, TaskRunFilterStartTime
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    after = TaskRunFilterStartTime(after_=datetime.fromisoformat(since))
+    with temporary_settings({PREFECT_API_URL: api}), get_client(sync_client=True) as client:
+        runs = client.read_task_runs(task_run_filter=TaskRunFilter(start_time=after), limit=200)
+    spans: dict[str, float] = {}
+    for run in runs:
+        if run.start_time is None or run.end_time is None or run.flow_run_id == migration:
+            continue
+        inside = (min(run.end_time, end) - max(run.start_time, start)).total_seconds()
+        if inside > 0:
+            name = run.name.rsplit("-", 1)[0]  # Prefect names a task run "<task>-<suffix>"
+            spans[name] = spans.get(name, 0.0) + inside
+    return spans
 
 
 def now_iso() -> str:
@@ -101,8 +125,9 @@ def run(source_image_host: BenchHost, p: Params) -> MigrationData:
             if not flow_run.state or not flow_run.state.is_completed():
                 logs = "".join(p.read_text(errors="replace")[-3000:] for p in sorted(work.glob("worker-*.log")))
                 raise RuntimeError(f"migration of {c} ended {flow_run.state}:\n{logs}")
-            down = event_time(h2, "restore", c, since) - event_time(h1, "checkpoint", c, since)
-            data.ferry.append(down.total_seconds())
+            stopped, restored = event_time(h1, "checkpoint", c, since), event_time(h2, "restore", c, since)
+            data.ferry.append((restored - stopped).total_seconds())
+            data.spans.append(downtime_spans(stack.api, since, stopped, restored, flow_run.id))
             start, end = flow_run.start_time, flow_run.end_time
             if start and end:
                 data.ferry_total.append((end - start).total_seconds())

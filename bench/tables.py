@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import statistics
+
 from bench.archive_stage import ArchiveData
 from bench.cli_rows import CliData
 from bench.common import MIB, Row, Table, median, mib, secs
@@ -124,4 +126,11 @@ def migration_table(d: MigrationData) -> Table:
                  "the target. Downtime: Podman's checkpoint event on the source to its restore event on the target.", [
         _ratio_row("downtime", d.manual, d.ferry, 3.0),
         Row("whole migration run (ferry, report)", "—", secs(d.ferry_total), None, "report", None),
+        Row(f"downtime by task run (median s inside the downtime): {_spans(d.spans)}", "—", "—", None, "report",
+            None),
     ])  # fmt: skip
+
+
+def _spans(spans: list[dict[str, float]]) -> str:
+    names = sorted({name for s in spans for name in s})
+    return ", ".join(f"{n} {statistics.median(s.get(n, 0.0) for s in spans):.2f}" for n in names) or "none recorded"

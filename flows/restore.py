@@ -86,7 +86,7 @@ def restore(
     if handoff:
         staging = new_run_dir("restore", name or "handoff")
         get_ready_task(handoff, name, staging)
-        archive = await_archive_task(handoff)
+        archive = await_archive_task(handoff, StoreRef("", storage_options, storage_secret))
     else:
         if latest:
             archive = locate_task(StoreRef(store_url(archive), storage_options, storage_secret), latest)

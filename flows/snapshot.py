@@ -100,7 +100,7 @@ def snapshot(
                 with timings("rootfs-diff"):
                     diff = rootfs_diff_task(subject.info, staging, gen)
                 with timings("dump"):
-                    job = ArchiveJob(subject, diff, compress, ref)
+                    job = ArchiveJob(subject, diff, compress, ref, handoff)
                     dumped = dump_task(subject.info, staging, leave_running, gen, options, job, knob)
             with timings("archive"):
                 archive = archive_task(subject, dumped, diff, compress, ref)

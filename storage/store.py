@@ -337,6 +337,14 @@ def read_sidecar(archive_url: str, storage_options: dict[str, Any] | None = None
         return Sidecar.from_json(fs.cat_file(path + SIDECAR_SUFFIX))
 
 
+def published(archive_url: str, storage_options: dict[str, Any] | None = None) -> bool:
+    """Whether the archive's sidecar is there (asked of the store itself, not a cached listing)."""
+    fs, path = filesystem(archive_url, storage_options)
+    with translated("read", archive_url):
+        fs.invalidate_cache(posixpath.dirname(path))
+        return bool(fs.exists(path + SIDECAR_SUFFIX))
+
+
 @contextlib.contextmanager
 def open_archive(archive_url: str, storage_options: dict[str, Any] | None = None) -> Iterator[BinaryIO]:
     fs, path = filesystem(archive_url, storage_options)

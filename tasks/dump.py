@@ -34,6 +34,7 @@ import contextlib
 import io
 import logging
 import os
+import threading
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import BinaryIO
@@ -52,6 +53,7 @@ from ferry.runtime import CheckpointExport, CheckpointStats, ContainerInfo, Runt
 from ferry.staging import utcnow
 from storage.ref import StoreRef
 from tasks.archive_stream import ArchiveOut, ArchiveResult, manifest_template
+from tasks.handoff import announce
 from tasks.inspect import Subject
 from tasks.rootfs_diff import DiffResult
 
@@ -82,6 +84,7 @@ class ArchiveJob:
     diff: DiffResult
     compression: str = "zstd"
     ref: StoreRef | None = None
+    handoff: str = ""  # a migration's hand-off: told where the archive will be, once it is opened
 
 
 class _Tee(io.RawIOBase):
@@ -221,16 +224,24 @@ class _Archiving:
             run=str(flow_run.get_id() or ""),
         )
         self.out: ArchiveOut | None = None
+        self.announcing: threading.Thread | None = None
 
     def open(self) -> None:
         """Open the archive (the store's upload) and, in stop mode, write the rootfs diff into it."""
         try:
             out = ArchiveOut(self.job.subject, self.compression, self.job.ref, self.staging, self.template)
             self.out = out.__enter__()
+            if self.job.handoff and out.store is not None:
+                self.announcing = announce(self.job.handoff, out.store.url_of(out.key))
             if self.rootfs_first:
                 out.add_rootfs(self.job.diff)
         except Exception as exc:
             self.discard(exc, failed=True)
+
+    def join(self) -> None:
+        """Wait for the announcement to the waiting restore, if one is under way."""
+        if self.announcing is not None:
+            self.announcing.join()
 
     def commit(self) -> None:
         out, self.out = self.out, None
@@ -309,6 +320,9 @@ def dump(
             archiving.discard(exc, failed=False)
         export.unlink(missing_ok=True)  # a partial copy is no dump
         raise
+    finally:
+        if archiving is not None:
+            archiving.join()
     return DumpResult(export, leave_running, stats, started, finished, options, archive, streaming.thawed)
 
 

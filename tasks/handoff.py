@@ -5,14 +5,20 @@ Variable, ``ferry-handoff-<migration run id>``). That run gets ready while the c
 runs on the source: its process started and its imports done, a staging directory made, this
 host's Podman facts cached, the container's name checked free. It then writes READY into the
 Variable and waits. Only when READY is there does the migration start the source's snapshot.
-The snapshot run writes the archive's URL into the Variable the moment it has published it, and
-the waiting restore goes on at once: the downtime no longer includes a worker noticing a new run,
-starting a process and importing Prefect. If the snapshot fails, the migration writes ABORT and
-the waiting restore ends without touching anything.
+The snapshot run writes where its archive will be (COMING, with the URL) as soon as the dump has
+opened it, in the background while CRIU dumps; the waiting restore then watches the store for the
+archive's sidecar, which the publish stage writes last, and goes on the moment it is there. The
+snapshot also writes HANDED after publishing, for a restore that missed COMING. So the downtime no
+longer includes a worker noticing a new run, starting a process and importing Prefect, nor a
+Prefect Variable written after the archive is published (measured at up to 2 s on a Prefect
+server busy recording the runs' task states: bench/results.md, table 9). If the snapshot fails,
+the migration writes ABORT and the waiting restore ends without touching anything.
 """
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 from pathlib import Path
 
@@ -21,12 +27,17 @@ from prefect.cache_policies import NO_CACHE
 from prefect.variables import Variable
 
 from ferry import progress
-from ferry.errors import ContainerStateError, HandoffAborted
+from ferry.errors import ContainerStateError, HandoffAborted, StoreError
 from ferry.runtime import Runtime, current
+from storage.ref import StoreRef, store_of
+from storage.store import published
+
+log = logging.getLogger("ferry.handoff")
 
 PREFIX = "ferry-handoff-"
 WAITING = "waiting"  # the migration opened the hand-off; the target's restore is starting
 READY = "ready"  # the target's restore is ready and waits for the archive
+COMING = "coming"  # the snapshot's dump opened the archive: "url" names where it will be published
 HANDED = "handed-over"  # the snapshot published the archive: "url" names it
 ABORT = "abort"  # the migration called it off
 #: How often the waiting restore looks at the Variable: the hand-off's share of the downtime.
@@ -73,9 +84,25 @@ def get_ready(token: str, name: str | None, staging: Path, runtime: Runtime | No
     runtime.reference_spec(staging)
 
 
-def await_archive(token: str, poll_s: float = POLL_S) -> str:
-    """Say READY, then wait for the archive's URL (bounded by the flow's timeout, and by the
-    migration, which cancels a run it gives up on)."""
+def announce(token: str, url: str) -> threading.Thread:
+    """Say COMING with the archive's URL, in a thread: the dump goes on meanwhile, and joins it
+    before it ends (so a migration's ABORT is never overwritten by a late COMING)."""
+
+    def say() -> None:
+        try:
+            put(token, COMING, url=url)
+        except Exception as exc:  # the HANDED after the publish still tells the restore
+            log.warning("could not announce %s to the waiting restore: %s", url, exc)
+
+    thread = threading.Thread(target=say, name="ferry-announce", daemon=True)
+    thread.start()
+    return thread
+
+
+def await_archive(token: str, ref: StoreRef | None = None, poll_s: float = POLL_S) -> str:
+    """Say READY, then wait for the archive: its sidecar in the store once the snapshot says
+    COMING, or the snapshot's HANDED (bounded by the flow's timeout, and by the migration, which
+    cancels a run it gives up on)."""
     opened = peek(token)
     if opened.get("state") != WAITING:
         raise HandoffAborted(f"The migration's hand-off {variable(token)} is not open: nothing was restored here.")
@@ -83,14 +110,26 @@ def await_archive(token: str, poll_s: float = POLL_S) -> str:
     with progress.stage("await-archive", variable(token)):
         while True:
             current = peek(token)
-            if current.get("state") == HANDED and current.get("url"):
-                return current["url"]
-            if current.get("state") != READY:  # called off, or withdrawn by a migration that ended
+            said, url = current.get("state"), current.get("url", "")
+            if said == HANDED and url:
+                return url
+            if said == COMING and url and _published(url, ref):
+                return url
+            if said not in (READY, COMING):  # called off, or withdrawn by a migration that ended
                 raise HandoffAborted(
                     "The migration was called off before the archive was handed over (its snapshot did not "
                     "complete): nothing was restored on this host."
                 )
             time.sleep(poll_s)
+
+
+def _published(url: str, ref: StoreRef | None) -> bool:
+    options = ref.at(store_of(url)).options() if ref is not None else None
+    try:
+        return published(url, options)
+    except StoreError as exc:  # a blip of the store: look again, HANDED comes anyway
+        log.debug("cannot look for %s yet: %s", url, exc)
+        return False
 
 
 @task(name="get-ready", retries=0, cache_policy=NO_CACHE)
@@ -99,8 +138,8 @@ def get_ready_task(token: str, name: str | None, staging: Path) -> None:
 
 
 @task(name="await-archive", retries=0, cache_policy=NO_CACHE)
-def await_archive_task(token: str) -> str:
-    return await_archive(token)
+def await_archive_task(token: str, ref: StoreRef | None = None) -> str:
+    return await_archive(token, ref)
 
 
 @task(name="hand-over", retries=2, retry_delay_seconds=[1, 3], cache_policy=NO_CACHE)
