@@ -27,7 +27,7 @@ from ferry.report import ARCHIVE_LINK, Timings, link, markdown
 from storage.default import store_url
 from storage.ref import StoreRef
 from tasks.child_runs import ever_ran, run_child, start_child, wait_child, why
-from tasks.handoff import ABORT, READY, WAITING, put, state, withdraw
+from tasks.handoff import ABORT, COMING, READY, WAITING, put, state, withdraw
 from tasks.locate import archive_of_run_task
 
 
@@ -136,7 +136,7 @@ def migrate(
                 timeout_s,
             )
         if not _completed(snap):
-            if state(token) == READY:
+            if state(token) in (READY, COMING):
                 put(token, ABORT)  # the waiting restore ends without touching anything
             # Wait for the target either way: had it been handed the archive before the snapshot
             # run failed, it restores the container, and rolling back here would run it twice.

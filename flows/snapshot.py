@@ -106,8 +106,6 @@ def snapshot(
                 archive = archive_task(subject, dumped, diff, compress, ref)
             with timings("publish"):
                 url = publish_task(archive, ref)
-            if handoff:
-                hand_over_task(handoff, url)
         except Exception as exc:
             if not leave_running:
                 # The container runs again, so a retry must dump afresh: this run's archive, if
@@ -119,6 +117,8 @@ def snapshot(
                 elif dumped is not None and dumped.archive is not None:
                     discard_task(dumped.archive, ref)
             raise
+        if handoff:  # after the try: once published, a waiting restore may be restoring it; never roll back
+            hand_over_task(handoff, url)
         clear_inflight(subject.info.id)
     remove_run_dir(staging)
     result = SnapshotResult(

@@ -13,6 +13,7 @@ import subprocess
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from ferry.errors import RuntimeCommandError
 
@@ -43,21 +44,7 @@ def run(
     ``own_session``, its whole session, so children it started go too). Never raises for a
     non-zero exit status or a timeout; raises :class:`ProgramNotFoundError` (naming ``what`` and
     how to ``install`` the program) when ``argv[0]`` cannot be started."""
-    try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-            start_new_session=own_session,
-        )
-    except FileNotFoundError as exc:
-        raise ProgramNotFoundError(
-            f"Cannot {what}: {argv[0]!r} is not installed or not on PATH.{' ' + install if install else ''}",
-            argv=argv,
-        ) from exc
+    proc = _captured(argv, what, install, own_session)
     try:
         stdout, stderr = proc.communicate(timeout=timeout)
         return Completed(argv, proc.returncode, stdout, stderr)
@@ -109,21 +96,34 @@ class Started:
 def start(argv: list[str], *, what: str, install: str = "") -> Started:
     """Start ``argv`` (stdin from /dev/null, stdout and stderr captured) and return at once; the
     caller must :meth:`Started.wait` for it. Raises :class:`ProgramNotFoundError` as :func:`run`."""
+    return Started(_captured(argv, what, install, False), argv)
+
+
+def _captured(argv: list[str], what: str, install: str, own_session: bool) -> subprocess.Popen[str]:
+    """``argv`` started with stdin from /dev/null and its output in pipes (text)."""
+    return _popen(
+        argv,
+        what,
+        install,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        errors="replace",
+        start_new_session=own_session,
+    )
+
+
+def _popen(argv: list[str], what: str, install: str, **kwargs: Any) -> subprocess.Popen[Any]:
+    """The one place a subprocess is started: a missing program is a :class:`ProgramNotFoundError`
+    naming what it was for and how to install it."""
     try:
-        proc = subprocess.Popen(
-            argv,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE,
-            text=True,
-            errors="replace",
-        )
+        return subprocess.Popen(argv, **kwargs)
     except FileNotFoundError as exc:
         raise ProgramNotFoundError(
             f"Cannot {what}: {argv[0]!r} is not installed or not on PATH.{' ' + install if install else ''}",
             argv=argv,
         ) from exc
-    return Started(proc, argv)
 
 
 def _kill(proc: subprocess.Popen[str], own_session: bool) -> None:
@@ -148,13 +148,7 @@ def spawn_daemon(argv: list[str], *, log: Path, env: dict[str, str], what: str, 
     service meant to outlive the command that started it. Raises
     :class:`ProgramNotFoundError` when ``argv[0]`` cannot be started."""
     with log.open("ab") as out:
-        try:
-            proc = subprocess.Popen(
-                argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
-            )
-        except FileNotFoundError as exc:
-            raise ProgramNotFoundError(
-                f"Cannot {what}: {argv[0]!r} is not installed or not on PATH.{' ' + install if install else ''}",
-                argv=argv,
-            ) from exc
+        proc = _popen(
+            argv, what, install, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env, start_new_session=True
+        )
     return proc.pid

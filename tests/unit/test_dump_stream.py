@@ -69,20 +69,24 @@ def test_dump_whose_archive_fails_still_finishes_and_the_archive_is_rebuilt_from
     monkeypatch.setenv("FERRY_FAULTS_FILE", str(faults))
     dumped = dump(subject.info, work, False, runtime=fake, job=job)
     assert dumped.archive is None and dumped.export.exists()
-    assert ArchiveStore(ref.url).incomplete() == [] and not list(Path(ref.url.removeprefix("file://")).rglob("*.zst*"))
+    assert _nothing_stored(ref)
     archive = build_archive(subject, dumped, job.diff, "zstd", ref)
     assert archive.key.startswith("app/") and len(fake.called("checkpoint")) == 1
 
 
-def test_podman_dying_mid_export_fails_the_dump_and_leaves_nothing(
-    fake: FakeRuntime, ref: StoreRef, work: Path
+@pytest.mark.parametrize(
+    ("leave_running", "dies_after"),
+    [(True, 3000), (False, 0)],
+    ids=["mid-export", "while-the-rootfs-diff-goes-in"],
+)
+def test_podman_dying_fails_the_dump_and_leaves_nothing(
+    fake: FakeRuntime, ref: StoreRef, work: Path, leave_running: bool, dies_after: int
 ) -> None:
     subject, job = _job(fake, ref, work)
-    fake.export_dies_after = 3000
+    fake.export_dies_after = dies_after
     with pytest.raises(CheckpointError, match="podman was killed"):
-        dump(subject.info, work, True, runtime=fake, job=job)
-    assert not (work / "dump.tar").exists()
-    assert ArchiveStore(ref.url).incomplete() == [] and not list(Path(ref.url.removeprefix("file://")).rglob("*.zst*"))
+        dump(subject.info, work, leave_running, runtime=fake, job=job)
+    assert not (work / "dump.tar").exists() and _nothing_stored(ref)
 
 
 def test_a_full_staging_disk_fails_the_dump_and_lets_podman_finish(
@@ -163,16 +167,6 @@ def test_a_store_failing_while_criu_dumps_leaves_the_dump_whole_and_nothing_stor
     archive = build_archive(subject, dumped, job.diff, "zstd", ref)
     assert [m.name for m in archive.manifest.members] == ["rootfs-diff.tar", "deleted.files", *PODMAN_MEMBERS]
     assert len(fake.called("checkpoint")) == 1
-
-
-def test_podman_failing_while_the_rootfs_diff_goes_in_leaves_nothing(
-    fake: FakeRuntime, ref: StoreRef, work: Path
-) -> None:
-    subject, job = _job(fake, ref, work)
-    fake.export_dies_after = 0
-    with pytest.raises(CheckpointError, match="podman was killed"):
-        dump(subject.info, work, False, runtime=fake, job=job)
-    assert not (work / "dump.tar").exists() and _nothing_stored(ref)
 
 
 def _stored(ref: StoreRef, key: str) -> BinaryIO:

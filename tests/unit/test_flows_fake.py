@@ -223,20 +223,22 @@ def test_migrate_stops_nothing_when_the_target_cannot_get_ready(
     assert ArchiveStore(store).archives("app") == []
 
 
+# "publish" (each try of it): after the dump announced the archive (COMING), never published
+@pytest.mark.parametrize("fault", ["dump", "publish\npublish\npublish"], ids=["dump", "publish"])
 def test_migrate_calls_the_waiting_target_off_when_the_snapshot_fails(
-    fake: FakeRuntime, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    fake: FakeRuntime, store: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, fault: str
 ) -> None:
     from prefect.client.orchestration import get_client
 
     faults = tmp_path / "faults"
-    faults.write_text("dump\n")
+    faults.write_text(f"{fault}\n")
     monkeypatch.setenv(FAULTS, str(faults))
     ran = _deployments(monkeypatch)
     targets: list[Any] = []
     start = migrate_module.start_child
     monkeypatch.setattr(migrate_module, "start_child", lambda *a: targets.append(start(*a)) or targets[-1])
     with pytest.raises(MigrationFailed, match="snapshot of 'app' on a failed"):
-        migrate("app", "a", "b", store, new_name="moved", tcp_established=False, tcp_close=True)
+        migrate("app", "a", "b", store, new_name="moved", tcp_established=False, tcp_close=True, timeout_minutes=1)
     assert ran == ["ferry-restore/b", "ferry-snapshot/a"]
     assert targets[0].state.is_failed() and "called off" in (targets[0].state.message or "")
     assert fake.containers["app"].state == "running" and "moved" not in fake.containers

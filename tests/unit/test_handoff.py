@@ -87,3 +87,13 @@ def test_the_dump_announces_where_its_archive_will_be_published(fake: FakeRuntim
     assert said == {"state": COMING, "url": ArchiveStore(ref.url).url_of(dumped.archive.key)}
     assert publish(dumped.archive, ref) == said["url"]
     withdraw(token)
+
+
+def test_a_failed_hand_over_never_fails_the_published_snapshot(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tasks import handoff
+
+    def down(*_: object, **__: object) -> None:
+        raise ConnectionError("the Prefect API is unreachable")
+
+    monkeypatch.setattr(handoff, "put", down)
+    handoff.hand_over("t-unreachable", "file:///store/app/archive.tar.zst")  # logs, does not raise
