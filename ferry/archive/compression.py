@@ -15,7 +15,6 @@ import zstandard
 
 from ferry.archive.streams import Prefixed, Readable
 from ferry.errors import UnsupportedArchiveError, UsageError
-from ferry.memory import release_large_buffers
 
 Compression = Literal["zstd", "gzip", "none"]
 COMPRESSIONS: tuple[Compression, ...] = ("zstd", "gzip", "none")
@@ -59,7 +58,6 @@ def detect(head: bytes) -> Compression:
 @contextlib.contextmanager
 def compressing(sink: BinaryIO, compression: Compression) -> Iterator[BinaryIO]:
     """A writable stream that compresses into ``sink``; the frame is finished on exit."""
-    release_large_buffers()
     if compression == "zstd":
         params = zstandard.ZstdCompressionParameters.from_level(ZSTD_LEVEL, threads=-1, job_size=ZSTD_JOB_SIZE)
         cctx = zstandard.ZstdCompressor(compression_params=params)
@@ -75,7 +73,6 @@ def compressing(sink: BinaryIO, compression: Compression) -> Iterator[BinaryIO]:
 @contextlib.contextmanager
 def decompressing(source: Readable) -> Iterator[tuple[Compression, BinaryIO]]:
     """Detect the compression of ``source`` and yield (name, decompressed readable stream)."""
-    release_large_buffers()
     head = source.read(512)
     compression = detect(head)
     raw = io.BufferedReader(Prefixed(head, source), buffer_size=1 << 20)
