@@ -21,6 +21,7 @@ import logging
 import threading
 import time
 from pathlib import Path
+from typing import Any
 
 from prefect import task
 from prefect.cache_policies import NO_CACHE
@@ -29,7 +30,7 @@ from prefect.variables import Variable
 from ferry import progress
 from ferry.errors import ContainerStateError, HandoffAborted, StoreError
 from ferry.runtime import Runtime, current
-from storage.ref import StoreRef, store_of
+from storage.ref import StoreRef
 from storage.store import published
 
 log = logging.getLogger("ferry.handoff")
@@ -107,14 +108,18 @@ def await_archive(token: str, ref: StoreRef | None = None, poll_s: float = POLL_
     if opened.get("state") != WAITING:
         raise HandoffAborted(f"The migration's hand-off {variable(token)} is not open: nothing was restored here.")
     put(token, READY, container=opened.get("container", ""))
+    options: dict[str, Any] | None = None  # the store's, resolved once (a Secret block is an API call)
     with progress.stage("await-archive", variable(token)):
         while True:
             current = peek(token)
             said, url = current.get("state"), current.get("url", "")
             if said == HANDED and url:
                 return url
-            if said == COMING and url and _published(url, ref):
-                return url
+            if said == COMING and url:
+                if options is None and ref is not None:
+                    options = ref.options()
+                if _published(url, options):
+                    return url
             if said not in (READY, COMING):  # called off, or withdrawn by a migration that ended
                 raise HandoffAborted(
                     "The migration was called off before the archive was handed over (its snapshot did not "
@@ -123,8 +128,7 @@ def await_archive(token: str, ref: StoreRef | None = None, poll_s: float = POLL_
             time.sleep(poll_s)
 
 
-def _published(url: str, ref: StoreRef | None) -> bool:
-    options = ref.at(store_of(url)).options() if ref is not None else None
+def _published(url: str, options: dict[str, Any] | None) -> bool:
     try:
         return published(url, options)
     except StoreError as exc:  # a blip of the store: look again, HANDED comes anyway
