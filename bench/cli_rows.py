@@ -1,14 +1,17 @@
 """Benchmark 8: a tiny container (busybox `sleep`) through the `ferry` CLI, as an operator runs it.
 
 Each command is a fresh process in README's default mode: no PREFECT_API_URL, so the CLI uses
-its local background Prefect server (started by a warm-up snapshot that is not counted, stopped
-at the end). Baselines: `podman container checkpoint --export --compress zstd` and
+its local background Prefect server, and its resident process runs the flow commands (both
+started by a warm-up snapshot that is not counted, both stopped at the end). The same commands
+with FERRY_RESIDENT=off (a process of their own, importing Prefect) are reported beside them.
+Baselines: `podman container checkpoint --export --compress zstd` and
 `podman container restore --import` of the same tiny container. `ferry verify` runs no flow.
 """
 
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 import time
@@ -28,6 +31,8 @@ class CliData:
     ferry_restore: list[float] = field(default_factory=list)
     podman_restore: list[float] = field(default_factory=list)
     ferry_verify: list[float] = field(default_factory=list)
+    alone_snapshot: list[float] = field(default_factory=list)  # FERRY_RESIDENT=off
+    alone_restore: list[float] = field(default_factory=list)
 
 
 def cli_env(host: BenchHost, work: Path) -> dict[str, str]:
@@ -37,8 +42,15 @@ def cli_env(host: BenchHost, work: Path) -> dict[str, str]:
         PREFECT_HOME=str(work / "prefect-home"),
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
         DO_NOT_TRACK="1",
+        FERRY_RUN_DIR=str(work / "run"),
+        FERRY_RESIDENT="on",
     )
     return env
+
+
+def resident(env: dict[str, str], command: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "ferry.cli.resident_server", command], env=env, capture_output=True,
+                          text=True, timeout=120, check=False)  # fmt: skip
 
 
 def ferry(env: dict[str, str], *args: str) -> tuple[float, str]:
@@ -70,8 +82,14 @@ def run(host: BenchHost, p: Params, image: str) -> CliData:
     store = f"file://{work}/store"
     data = CliData()
     warm = tiny(host, image)
-    ferry(env, "snapshot", warm, "--to", store)  # starts the local Prefect server: not counted
+    ferry(env, "snapshot", warm, "--to", store)  # starts the local Prefect server and the resident: not counted
     host.remove(warm)
+    deadline = time.monotonic() + 300
+    while resident(env, "status").returncode != 0:
+        if time.monotonic() > deadline:
+            raise RuntimeError("the resident ferry process did not start (see FERRY_RUN_DIR's resident-*.log)")
+        time.sleep(0.5)
+    alone = dict(env, FERRY_RESIDENT="off")
     try:
         for rep in range(p.reps):
             f, q = tiny(host, image), tiny(host, image)
@@ -102,12 +120,21 @@ def run(host: BenchHost, p: Params, image: str) -> CliData:
 
             for fn in [ferry_back, podman_back] if rep % 2 == 0 else [podman_back, ferry_back]:
                 fn()
-            host.remove(f, q, *names)
+            a, back = tiny(host, image), unique("ca")
+            wall, alone_url = ferry(alone, "snapshot", a, "--to", store)
+            data.alone_snapshot.append(wall)
+            data.alone_restore.append(ferry(alone, "restore", alone_url, "--name", back)[0])
+            host.remove(f, q, *names, a, back)
             export.unlink(missing_ok=True)
             print(f"  cli rep {rep + 1}/{p.reps}: ferry snapshot {data.ferry_snapshot[-1]:.2f} s / restore "
                   f"{data.ferry_restore[-1]:.2f} s, podman {data.podman_checkpoint[-1]:.2f} s / "
                   f"{data.podman_restore[-1]:.2f} s")  # fmt: skip
+        log = "".join(f.read_text() for f in (work / "run").glob("resident-*.log"))
+        served = len(re.findall(r"child [0-9]+: ferry (snapshot|restore)$", log, re.M))
+        if served < 2 * p.reps:
+            raise RuntimeError(f"the resident ran {served} of the {2 * p.reps} counted commands:\n{log[-2000:]}")
     finally:
+        resident(env, "stop")
         subprocess.run([sys.executable, "-m", "ferry.cli.prefect_server", "stop"], env=env, capture_output=True,
                        timeout=120, check=False)  # fmt: skip
     return data

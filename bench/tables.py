@@ -108,12 +108,14 @@ def _abs_row(label: str, base: list[float], ferry: list[float], limit_s: float) 
 
 def cli_table(d: CliData) -> Table:
     return Table("8. Tiny container through the CLI", "A busybox `sleep` container; each command a fresh `ferry` "
-                 "process in README's default mode (no PREFECT_API_URL: the CLI's local background Prefect server, "
-                 "started by an uncounted warm-up). Baselines: `podman container checkpoint --export --compress "
-                 "zstd` and `podman container restore --import` of an identical container. The target is "
-                 "absolute (ratio shown for reference).", [
+                 "process in README's default mode (no PREFECT_API_URL: the CLI's local background Prefect server; "
+                 "the flow commands run by ferry's resident process; both started by an uncounted warm-up). "
+                 "Baselines: `podman container checkpoint --export --compress zstd` and `podman container restore "
+                 "--import` of an identical container. The target is absolute (ratio shown for reference).", [
         _abs_row("`ferry snapshot` (stop mode)", d.podman_checkpoint, d.ferry_snapshot, 1.5),
         _abs_row("`ferry restore`", d.podman_restore, d.ferry_restore, 1.5),
+        Row("`ferry snapshot`, FERRY_RESIDENT=off (report)", "—", secs(d.alone_snapshot), None, "report", None),
+        Row("`ferry restore`, FERRY_RESIDENT=off (report)", "—", secs(d.alone_restore), None, "report", None),
         Row("`ferry verify` (no flow, no Prefect import)", "—", secs(d.ferry_verify), None, "report", None),
     ])  # fmt: skip
 

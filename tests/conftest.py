@@ -22,6 +22,9 @@ from tests.servers import S3Server, moto_server
 os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
 os.environ.setdefault("DO_NOT_TRACK", "1")
 os.environ.setdefault("PREFECT_LOGGING_LEVEL", "WARNING")
+# Every `ferry` a test starts runs in its own process, as some patch ferry before calling main;
+# tests/e2e/test_resident.py turns the resident process on for its own commands.
+os.environ["FERRY_RESIDENT"] = "off"
 
 
 def _require(ok: bool, what: str) -> None:

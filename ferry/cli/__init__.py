@@ -14,7 +14,20 @@ import os
 import sys
 from collections.abc import Callable, Sequence
 
-from ferry.cli import doctor, exit_codes, inspect, keygen, ls, migrate, prune, restore, snapshot, terminal, verify
+from ferry.cli import (
+    doctor,
+    exit_codes,
+    inspect,
+    keygen,
+    ls,
+    migrate,
+    prune,
+    resident,
+    restore,
+    snapshot,
+    terminal,
+    verify,
+)
 from ferry.cli._args import ArgumentsError, Parser, global_options
 from ferry.cli._output import emit, error_document
 from ferry.errors import FerryError
@@ -85,13 +98,37 @@ def _fail(command: str, exc: BaseException, as_json: bool) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def main(argv: Sequence[str] | None = None, *, here: bool = False) -> int:
+    """``ferry ARGV``; a flow command goes to the resident process when one answers (see
+    :mod:`ferry.cli.resident`), unless ``here`` (the resident's child runs it here)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv  # known before parsing, so an argument error is JSON too
     try:
         args = _parser().parse_args(argv)
     except ArgumentsError as exc:
         return _fail(exc.prog, exc, as_json)
+    if here or args.command not in resident.COMMANDS:
+        return _execute(args)
+    code = resident.forward(argv)
+    if code is not None:
+        return code
+    try:
+        return _execute(args)
+    finally:
+        resident.start_in_background()
+
+
+def prepare(argv: Sequence[str]) -> None:
+    """The environment Prefect is to read, set as :func:`main` sets it before Prefect's import
+    (the resident's child calls this, then has Prefect read it again)."""
+    try:
+        verbose = bool(_parser().parse_args(list(argv)).verbose)
+    except ArgumentsError:
+        verbose = False
+    _quiet_prefect(verbose)
+
+
+def _execute(args: argparse.Namespace) -> int:
     _quiet_prefect(args.verbose)
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("ferry: %(message)s"))
