@@ -22,6 +22,7 @@ import selectors
 import signal
 import socket
 import sys
+import threading
 import time
 import traceback
 from dataclasses import dataclass
@@ -172,6 +173,8 @@ def _child(request: dict[str, Any], fds: list[int], inherited: list[int]) -> NoR
         with contextlib.suppress(Exception):
             sys.stdout.flush()
             sys.stderr.flush()
+        with contextlib.suppress(BaseException):
+            threading._shutdown()  # type: ignore[attr-defined]  # as at a normal exit: join non-daemon threads
         with contextlib.suppress(BaseException):
             atexit._run_exitfuncs()  # Prefect's log and event workers drain here, as at a normal exit
         os._exit(code)
