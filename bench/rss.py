@@ -4,7 +4,7 @@ Each size runs in a fresh child process, as the snapshot and restore flows do: a
 streaming into a moto S3 store (tasks.archive.build_archive with the store URL) -> publish
 (tasks.publish.publish, which signs and writes the sidecar) -> sidecar (tasks.sidecar.read_announced)
 -> receive: the one pass from the store to the tar Podman imports (ferry.verification.receive_source
-over storage.store.stream_archive, as tasks.receive does; measured against the restore policy
+over storage.reading.stream_archive, as tasks.receive does; measured against the restore policy
 without this host's Podman facts, which change what is written, not how much is held). The child
 reports its VmHWM after each stage.
 """
@@ -50,8 +50,8 @@ def child(dump_tar: Path, store: str, options: dict[str, Any]) -> None:
     from ferry.archive.rebuild_context import RebuildContext
     from ferry.runtime import CheckpointStats
     from ferry.verification import receive_source
+    from storage.reading import stream_archive
     from storage.ref import StoreRef
-    from storage.store import stream_archive
     from tasks.archive import build_archive
     from tasks.dump import DumpResult
     from tasks.inspect import Subject

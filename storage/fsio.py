@@ -5,8 +5,14 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 from collections.abc import Callable, Iterator
 from typing import Any
+
+# gcsfs's experimental hierarchical-namespace probing stalls ~60 s a call against GCS-compatible
+# endpoints that do not serve it; ferry needs none of it. Must be set before gcsfs is imported
+# (fsspec imports it for the first gs:// URL).
+os.environ.setdefault("GCSFS_EXPERIMENTAL_ZB_HNS_SUPPORT", "false")
 
 import fsspec
 from fsspec.callbacks import Callback

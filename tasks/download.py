@@ -10,9 +10,9 @@ from prefect import task
 from ferry import progress
 from ferry.archive.manifest import Sidecar
 from ferry.faults import maybe_fail
+from storage.reading import download as fetch
+from storage.reading import read_sidecar
 from storage.ref import StoreRef
-from storage.store import download as fetch
-from storage.store import read_sidecar
 from tasks.retry import transient
 
 

@@ -30,8 +30,8 @@ from prefect.variables import Variable
 from ferry import progress
 from ferry.errors import ContainerStateError, HandoffAborted, StoreError
 from ferry.runtime import Runtime, current
+from storage.reading import published
 from storage.ref import StoreRef
-from storage.store import published
 
 log = logging.getLogger("ferry.handoff")
 

@@ -22,8 +22,8 @@ from ferry.options import RestoreOptions
 from ferry.runtime import Runtime, current
 from ferry.verification import receive_source
 from storage.fsio import PARTIAL_SUFFIX
+from storage.reading import stream_archive
 from storage.ref import StoreRef
-from storage.store import stream_archive
 from tasks.prepare_import import IMPORT_TAR, ImageLinkCheck, Prepared, check_free, host_context, require_image
 from tasks.retry import transient
 from tasks.sidecar import Announced

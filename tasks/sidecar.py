@@ -18,8 +18,8 @@ from ferry import keys
 from ferry.archive.claims import Claims
 from ferry.archive.manifest import Sidecar
 from ferry.archive.signing import check as check_signature
+from storage.reading import read_sidecar
 from storage.ref import StoreRef
-from storage.store import read_sidecar
 from tasks.retry import transient
 
 

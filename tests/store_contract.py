@@ -21,7 +21,8 @@ from ferry.archive.manifest import Sidecar
 from ferry.archive.reader import verify
 from ferry.errors import ArchiveError, ArchiveNotFoundError, IntegrityError, StoreError
 from storage import store as store_module
-from storage.store import SIDECAR_SUFFIX, ArchiveStore, download, open_archive, read_sidecar
+from storage.reading import download, open_archive, read_sidecar
+from storage.store import SIDECAR_SUFFIX, ArchiveStore
 from tests.archive_forge import Forge
 
 

@@ -53,7 +53,7 @@ def inspect_archive(
     from ferry.errors import UnsupportedArchiveError
     from ferry.inspection import inspect_stream
     from ferry.keys import encryption_key
-    from storage.store import open_archive, read_sidecar
+    from storage.reading import open_archive, read_sidecar
 
     sidecar: Sidecar | None = None
     problem = ""

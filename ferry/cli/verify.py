@@ -20,7 +20,7 @@ def run(args: argparse.Namespace) -> int:
     from ferry.humanize import size
     from ferry.verification import verify_source
     from storage.options import resolve
-    from storage.store import open_archive, read_sidecar
+    from storage.reading import open_archive, read_sidecar
 
     options = resolve(None)
     sidecar = read_sidecar(args.archive, options)

@@ -23,7 +23,7 @@ from ferry.errors import UnsafeArchiveError
 from ferry.verification import verify_source
 from flows.restore import restore
 from flows.snapshot import snapshot
-from storage.store import open_archive, read_sidecar
+from storage.reading import open_archive, read_sidecar
 from tests import hostile_corpus as hc
 from tests.helpers import IMAGE, Host, linked_rootfs_tar
 

@@ -75,7 +75,7 @@ def test_no_layer_imports_from_a_layer_above() -> None:
 @pytest.mark.parametrize(
     ("module", "source"),
     [
-        ("ferry.inspection", "from storage.store import open_archive"),
+        ("ferry.inspection", "from storage.reading import open_archive"),
         ("ferry.keys", "def f():\n    import flows.restore\n"),
         (
             "storage.store",

@@ -8,7 +8,8 @@ import pytest
 
 from ferry.archive.manifest import ContainerRef, Manifest, Sidecar, Source
 from ferry.errors import AccessDeniedError, ArchiveNotFoundError, StoreError, UsageError
-from storage.store import ArchiveStore, download, read_sidecar
+from storage.reading import download, read_sidecar
+from storage.store import ArchiveStore
 
 
 def _sidecar(name: str, created: str) -> Sidecar:
