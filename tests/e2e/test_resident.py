@@ -280,3 +280,82 @@ def test_a_changed_installation_is_not_served_by_the_old_resident(resident: Resi
             wait_for(lambda: not Path(f"/proc/{new['pid']}").exists(), what="the new resident to exit")
         os.utime(source, ns=(stat.st_atime_ns, stat.st_mtime_ns))
     assert resident.status() == old, "the first resident stopped"
+
+
+@dataclass
+class Lone:
+    """A resident of its own, started directly, in a run directory of its own."""
+
+    env: dict[str, str]
+    proc: subprocess.Popen[bytes]
+    view: Resident
+
+    @property
+    def log(self) -> str:
+        return self.view.log
+
+
+def _lone(tmp_path: Path, **extra: str) -> Lone:
+    from prefect.settings import PREFECT_API_URL
+
+    from ferry.cli import resident as client
+
+    run = tmp_path / "run"
+    run.mkdir(mode=0o700)
+    env = dict(os.environ, PREFECT_API_URL=str(PREFECT_API_URL.value()), FERRY_STAGING=str(tmp_path / "staging"),
+               FERRY_RUN_DIR=str(run), FERRY_RESIDENT="on", **extra)  # fmt: skip
+    with (run / "resident-lone.log").open("ab") as log:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "ferry.cli.resident_server", client.fingerprint()],
+            env=env,
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    view = Resident(Host(tmp_path / "unused"), env, "", run)
+    try:
+        wait_for(lambda: view.status() is not None, what="the resident to answer", timeout=180)
+    except BaseException:
+        proc.kill()
+        proc.wait()
+        raise
+    return Lone(env, proc, view)
+
+
+def _gone(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z"  # a zombie until its parent reaps it
+    except OSError:
+        return True
+
+
+def test_an_idle_resident_exits_and_removes_its_socket(prefect_harness: None, tmp_path: Path) -> None:
+    lone = _lone(tmp_path, FERRY_RESIDENT_IDLE="2")
+    assert lone.proc.wait(timeout=60) == 0
+    assert "idle for 2 s: exiting" in lone.log
+    assert list((tmp_path / "run").glob("*.sock")) == []
+    assert lone.view.status() is None
+
+
+def test_stop_waits_for_the_running_command_and_takes_no_new_one(prefect_harness: None, tmp_path: Path) -> None:
+    lone = _lone(tmp_path)
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        proc = _never_answering_restore(lone.view, server)
+        try:
+            conn, _ = server.accept()
+            with conn:
+                child = _child_of(lone.view, 0)
+                stop(lone.env)
+                wait_for(lambda: lone.view.status() is None, what="the resident to stop taking commands")
+                assert lone.proc.poll() is None, "the resident exited with a command still running"
+                assert not _gone(child)
+                proc.send_signal(signal.SIGINT)
+                out, err = proc.communicate(timeout=60)
+        finally:
+            proc.kill()
+            if lone.proc.poll() is None and proc.returncode != 130:
+                lone.proc.kill()
+    assert proc.returncode == 130, (out, err)
+    assert lone.proc.wait(timeout=60) == 0, "the stopped resident did not exit after its last command"
+    assert lone.log.rstrip().endswith("stopped"), lone.log
