@@ -26,6 +26,7 @@ import threading
 import time
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, NoReturn
 
 from ferry.cli import resident
@@ -181,8 +182,8 @@ def _child(request: dict[str, Any], fds: list[int], inherited: list[int]) -> NoR
 
 
 class Resident:
-    def __init__(self, listener: socket.socket, keep: list[int]) -> None:
-        self.listener = listener
+    def __init__(self, listener: socket.socket, path: Path, keep: list[int]) -> None:
+        self.listener, self.path = listener, path
         self.keep = keep  # descriptors a child must not hold (the lock, the listener)
         self.selector = selectors.DefaultSelector()
         self.wake_r, self.wake_w = os.pipe2(os.O_NONBLOCK | os.O_CLOEXEC)
@@ -213,6 +214,8 @@ class Resident:
             if self.stopping and self.listener.fileno() >= 0:
                 self.selector.unregister(self.listener)
                 self.listener.close()
+                with contextlib.suppress(OSError):
+                    self.path.unlink()  # a command now starts its own process and, after it, a new resident
             if self.commands:
                 self.last = time.monotonic()
             elif self.stopping:
@@ -236,7 +239,7 @@ class Resident:
             conn.close()
             return
         others = [c.conn.fileno() for c in self.commands.values()]
-        inherited = [*self.keep, self.wake_r, self.wake_w, conn.fileno(), *others]
+        inherited = [*self.keep, self.selector.fileno(), self.wake_r, self.wake_w, conn.fileno(), *others]
         pid = os.fork()
         if pid == 0:
             _child(request, fds, inherited)
@@ -331,10 +334,11 @@ def main(argv: list[str]) -> int:
     listener.listen(16)
     log(f"ready in {time.monotonic() - started:.1f} s on {path}")
     try:
-        Resident(listener, [lock, listener.fileno()]).serve(resident.idle_seconds())
+        Resident(listener, path, [lock, listener.fileno()]).serve(resident.idle_seconds())
     finally:
         with contextlib.suppress(OSError):
-            path.unlink()
+            if listener.fileno() >= 0:
+                path.unlink()
         listener.close()
     return 0
 

@@ -348,6 +348,7 @@ def test_stop_waits_for_the_running_command_and_takes_no_new_one(prefect_harness
                 child = _child_of(lone.view, 0)
                 stop(lone.env)
                 wait_for(lambda: lone.view.status() is None, what="the resident to stop taking commands")
+                assert list(lone.view.run.glob("*.sock")) == [], "the stopping resident left its socket"
                 assert lone.proc.poll() is None, "the resident exited with a command still running"
                 assert not _gone(child)
                 proc.send_signal(signal.SIGINT)
