@@ -98,17 +98,19 @@ def _fail(command: str, exc: BaseException, as_json: bool) -> int:
     return code
 
 
-def main(argv: Sequence[str] | None = None, *, here: bool = False) -> int:
+def main(argv: Sequence[str] | None = None, *, in_resident: Callable[[], None] | None = None) -> int:
     """``ferry ARGV``; a flow command goes to the resident process when one answers (see
-    :mod:`ferry.cli.resident`), unless ``here`` (the resident's child runs it here)."""
+    :mod:`ferry.cli.resident`). The resident's child runs it here and passes ``in_resident``,
+    called once the command's Prefect settings are in the environment (Prefect is already
+    imported there, so it must read them again)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     as_json = "--json" in argv  # known before parsing, so an argument error is JSON too
     try:
         args = _parser().parse_args(argv)
     except ArgumentsError as exc:
         return _fail(exc.prog, exc, as_json)
-    if here or args.command not in resident.COMMANDS:
-        return _execute(args)
+    if in_resident is not None or args.command not in resident.COMMANDS:
+        return _execute(args, in_resident)
     code = resident.forward(argv)
     if code is not None:
         return code
@@ -118,18 +120,10 @@ def main(argv: Sequence[str] | None = None, *, here: bool = False) -> int:
         resident.start_in_background()
 
 
-def prepare(argv: Sequence[str]) -> None:
-    """The environment Prefect is to read, set as :func:`main` sets it before Prefect's import
-    (the resident's child calls this, then has Prefect read it again)."""
-    try:
-        verbose = bool(_parser().parse_args(list(argv)).verbose)
-    except ArgumentsError:
-        verbose = False
-    _quiet_prefect(verbose)
-
-
-def _execute(args: argparse.Namespace) -> int:
+def _execute(args: argparse.Namespace, in_resident: Callable[[], None] | None = None) -> int:
     _quiet_prefect(args.verbose)
+    if in_resident is not None:
+        in_resident()
     handler = logging.StreamHandler()
     handler.setFormatter(logging.Formatter("ferry: %(message)s"))
     logging.getLogger("ferry").addHandler(handler)

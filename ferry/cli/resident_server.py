@@ -161,9 +161,7 @@ def _child(request: dict[str, Any], fds: list[int], inherited: list[int]) -> NoR
         random.seed()  # the resident's generator state is every child's otherwise
         import ferry.cli
 
-        ferry.cli.prepare(argv)
-        _refresh_prefect()
-        code = ferry.cli.main(argv, here=True)
+        code = ferry.cli.main(argv, in_resident=_refresh_prefect)
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else 1
     except BaseException:
