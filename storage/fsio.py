@@ -7,7 +7,7 @@ import contextlib
 import inspect
 import os
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Any, BinaryIO
 
 # gcsfs's experimental hierarchical-namespace probing stalls ~60 s a call against GCS-compatible
 # endpoints that do not serve it; ferry needs none of it. Must be set before gcsfs is imported
@@ -90,3 +90,11 @@ class ByteCallback(Callback):  # type: ignore[misc]
         super().relative_update(inc)
         if self._on_bytes:
             self._on_bytes(inc)
+
+
+def copy_stream(src: BinaryIO, dst: BinaryIO, on_bytes: Callable[[int], None] | None = None) -> None:
+    """Copy ``src`` to ``dst`` in :data:`CHUNK` pieces; ``on_bytes`` hears each piece written."""
+    while chunk := src.read(CHUNK):
+        dst.write(chunk)
+        if on_bytes:
+            on_bytes(len(chunk))

@@ -21,7 +21,7 @@ from pathlib import Path
 
 from ferry.archive import safejson
 from ferry.errors import IntegrityError, UnsupportedArchiveError, UsageError
-from storage.fsio import CHUNK, translated, url_for_path
+from storage.fsio import CHUNK, copy_stream, translated, url_for_path
 from storage.store import ArchiveStore
 
 IMAGES_DIR = "_images"
@@ -80,10 +80,7 @@ def put_image(
     record = ImageRecord(image_id.removeprefix("sha256:"), image_name, local.stat().st_size, digest.hexdigest())
     key = _key(image_id)
     with store.open_archive_writer(key) as sink, local.open("rb") as src:
-        while chunk := src.read(CHUNK):
-            sink.write(chunk)
-            if on_bytes:
-                on_bytes(len(chunk))
+        copy_stream(src, sink, on_bytes)
     path = posixpath.join(store.root, key + RECORD_SUFFIX)
     with translated("write the image record", url_for_path(store.fs, path)):
         store.fs.pipe_file(path, record.to_json())

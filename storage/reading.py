@@ -14,7 +14,16 @@ from typing import Any, BinaryIO
 
 from ferry.archive.manifest import Sidecar
 from ferry.errors import ArchiveNotFoundError
-from storage.fsio import CHUNK, PARTIAL_SUFFIX, ByteCallback, bounded_get, filesystem, is_local, translated
+from storage.fsio import (
+    CHUNK,
+    PARTIAL_SUFFIX,
+    ByteCallback,
+    bounded_get,
+    copy_stream,
+    filesystem,
+    is_local,
+    translated,
+)
 
 #: The sidecar of ``<archive>`` is ``<archive>.ferry.json``.
 SIDECAR_SUFFIX = ".ferry.json"
@@ -154,10 +163,7 @@ def download(
     try:
         if is_local(fs):
             with open_archive(archive_url, storage_options) as src, tmp.open("wb") as out:
-                while chunk := src.read(CHUNK):
-                    out.write(chunk)
-                    if on_bytes:
-                        on_bytes(len(chunk))
+                copy_stream(src, out, on_bytes)
         else:
             with translated("download", archive_url):
                 fs.get_file(path, str(tmp), callback=ByteCallback(on_bytes), **bounded_get(fs))

@@ -34,9 +34,9 @@ from ferry.errors import (
 from ferry.names import file_name
 from storage.fsio import (
     BLOCK_SIZE,
-    CHUNK,
     PARTIAL_SUFFIX,
     ByteCallback,
+    copy_stream,
     filesystem,
     is_local,
     translated,
@@ -105,10 +105,7 @@ class ArchiveStore:
         url = self.url_of(key)
         if self.is_local:
             with self.open_archive_writer(key) as sink, local.open("rb") as src:
-                while chunk := src.read(CHUNK):
-                    sink.write(chunk)
-                    if on_bytes:
-                        on_bytes(len(chunk))
+                copy_stream(src, sink, on_bytes)
         else:
             # Object stores publish an object only when its upload completes (single PUT, or
             # the final call of a multipart/resumable upload), and put_file sends large files'
