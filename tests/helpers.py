@@ -140,6 +140,17 @@ def env_with(host: Host, **extra: str) -> dict[str, str]:
     return env
 
 
+def s3_env(env: dict[str, str], port: int) -> dict[str, str]:
+    """S3 storage options for an endpoint on this loopback port (botocore tries once)."""
+    options = {
+        "key": "k",
+        "secret": "s",
+        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"},
+        "config_kwargs": {"retries": {"max_attempts": 1}},
+    }
+    return dict(env, FERRY_STORAGE_OPTIONS=json.dumps(options))
+
+
 def signed_sidecar(raw: bytes) -> bytes:
     """A sidecar's JSON signed with this test session's key (FERRY_SIGNING_KEY), as a trusted snapshot
     host (or an attacker holding its key) would sign it: everything else is left as it is."""

@@ -25,7 +25,7 @@ import jsonschema
 import pytest
 
 from ferry.keygen import keygen
-from tests.helpers import IMAGE, Host, env_with, wait_for
+from tests.helpers import IMAGE, Host, env_with, s3_env, wait_for
 from tests.servers import free_port
 
 pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu]
@@ -58,17 +58,6 @@ def failed(proc: subprocess.CompletedProcess[str], code: int, *words: str) -> di
     for word in words:
         assert word in error["message"] and word in proc.stderr, (word, error)
     return error
-
-
-def s3_env(env: dict[str, str], port: int) -> dict[str, str]:
-    """S3 storage options for an endpoint on this loopback port (botocore tries once)."""
-    options = {
-        "key": "k",
-        "secret": "s",
-        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{port}", "region_name": "us-east-1"},
-        "config_kwargs": {"retries": {"max_attempts": 1}},
-    }
-    return dict(env, FERRY_STORAGE_OPTIONS=json.dumps(options))
 
 
 @dataclass

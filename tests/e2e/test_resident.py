@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e.test_terminal_progress import CSI, SGR, ferry_on_a_terminal
-from tests.helpers import IMAGE, ULIMITS, Host, env_with, wait_for
+from tests.helpers import IMAGE, ULIMITS, Host, env_with, s3_env, wait_for
 
 pytestmark = [pytest.mark.root, pytest.mark.podman, pytest.mark.criu]
 
@@ -197,16 +197,9 @@ def test_failures_exit_and_read_as_in_a_process_of_their_own(resident: Resident)
 
 
 def _never_answering_restore(resident: Resident, server: socket.socket) -> subprocess.Popen[str]:
-    options = {
-        "key": "k",
-        "secret": "s",
-        "client_kwargs": {"endpoint_url": f"http://127.0.0.1:{server.getsockname()[1]}", "region_name": "us-east-1"},
-        "config_kwargs": {"retries": {"max_attempts": 1}},
-    }
-    env = dict(resident.env, FERRY_STORAGE_OPTIONS=json.dumps(options))
     return subprocess.Popen(
         [sys.executable, "-m", "ferry.cli", "restore", "s3://ferry/store/x/archive.tar.zst"],
-        env=env,
+        env=s3_env(resident.env, server.getsockname()[1]),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
