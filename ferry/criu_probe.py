@@ -164,9 +164,23 @@ def _ask(port: int) -> int:
     return int(data.strip() or b"-1")
 
 
+def _why_gone(pid: int) -> str:
+    """How the probe's process ended, when it has (the probe is its subreaper, so a restored
+    process that died is a zombie of ours until reaped here)."""
+    try:
+        got, status = os.waitpid(pid, os.WNOHANG)
+    except ChildProcessError:
+        return ""
+    if got != pid:
+        return ""
+    if os.WIFEXITED(status) and os.WEXITSTATUS(status) in (3, 4):
+        return ": it exited because its established TCP connection broke"
+    return f": it ended with status {os.waitstatus_to_exitcode(status)}"
+
+
 def _check_running(pid: int, port: int, lock: Path, stage: str) -> None:
     if not _alive(pid):
-        raise ProbeFailed(stage, f"the process (pid {pid}) is not running")
+        raise ProbeFailed(stage, f"the process (pid {pid}) is not running{_why_gone(pid)}")
     try:
         first = _ask(port)
         deadline = time.monotonic() + READY_TIMEOUT
